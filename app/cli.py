@@ -1,0 +1,210 @@
+"""The `tsunagu` command line: run the demo, serve, migrate, seed, export the OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.core.config import get_settings
+from app.core.db import get_engine
+from app.core.errors import AppError
+from app.core.migrate import current_revision, downgrade, head_revision, pending_reason, upgrade
+
+console = Console(stderr=True)
+cli = typer.Typer(
+    help="つなぐ tsunagu — 本人同意に基づくこどもデータ連携 / consent-driven child data linkage.\n\n"
+    "The database is chosen by TSUNAGU_DATABASE_URL for every command.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_cli = typer.Typer(help="データベースの移行 / Database schema migrations.", no_args_is_help=True)
+openapi_cli = typer.Typer(help="OpenAPI 文書 / The OpenAPI document.", no_args_is_help=True)
+cli.add_typer(db_cli, name="db")
+cli.add_typer(openapi_cli, name="openapi")
+
+OPENAPI_PATH = Path(__file__).resolve().parents[1] / "openapi" / "openapi.json"
+
+
+@db_cli.command("upgrade")
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="目標のリビジョン / target revision")] = "head",
+) -> None:
+    """スキーマを最新にする / Migrate the database up to REVISION (default: head)."""
+    upgrade(get_engine(), revision)
+    console.print(f"database at {current_revision(get_engine())}")
+
+
+@db_cli.command("downgrade")
+def db_downgrade(
+    revision: Annotated[str, typer.Argument(help="目標のリビジョン / target revision")] = "-1",
+) -> None:
+    """スキーマを戻す / Migrate the database down to REVISION (default: one step)."""
+    downgrade(get_engine(), revision)
+    console.print(f"database at {current_revision(get_engine())}")
+
+
+@db_cli.command("check")
+def db_check() -> None:
+    """スキーマが最新か確認する / Exit 0 when the database is at head, else say why and exit 1."""
+    reason = pending_reason(get_engine())
+    if reason:
+        console.print(f"[red]{reason}[/red]")
+        raise typer.Exit(1)
+    console.print(f"database at head ({head_revision()})")
+
+
+@cli.command()
+def seed(
+    students: Annotated[
+        int, typer.Option(min=1, max=250_000, help="生徒数 / number of students")
+    ] = 600,
+    seed: Annotated[int, typer.Option(help="乱数の種 / RNG seed: same seed, same data")] = 20261123,
+    force: Annotated[
+        bool, typer.Option("--force", help="既存データを消して作り直す / wipe and reseed")
+    ] = False,
+    labels: Annotated[
+        Path, typer.Option(help="正解ラベルの出力先 / where to write ground-truth labels")
+    ] = Path("var/labels.json"),
+) -> None:
+    """デモデータを作る / Seed a fictional municipality with a school year of records."""
+    from app.world.loader import load_world
+
+    summary = load_world(
+        get_engine(), students=students, seed=seed, force=force, labels_path=labels, progress=True
+    )
+    console.print(json.dumps(summary, ensure_ascii=False))
+
+
+@cli.command()
+def serve(
+    host: Annotated[str, typer.Option(help="待ち受けアドレス / bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="ポート / port")] = 8000,
+    workers: Annotated[int, typer.Option(help="プロセス数 / worker processes")] = 1,
+) -> None:
+    """サービスを起動する / Serve the tsunagu web service."""
+    reason = pending_reason(get_engine())
+    if reason:
+        raise AppError(reason)
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        proxy_headers=True,
+    )
+
+
+@cli.command()
+def run(
+    host: Annotated[str, typer.Option(help="待ち受けアドレス / bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="ポート / port")] = 8000,
+    students: Annotated[int, typer.Option(help="初回の生徒数 / students to seed if empty")] = 600,
+) -> None:
+    """デモを起動する / The demo: migrate, seed if empty, start the service and the stand-ins."""
+    from app.world.loader import is_seeded, load_world
+
+    engine = get_engine()
+    upgrade(engine)
+    if not is_seeded(engine):
+        console.print("デモデータを作成しています / seeding the demo world …")
+        load_world(engine, students=students, seed=20261123, force=False, progress=True)
+    stand_ins = _start_stand_ins(host)
+    base = f"http://{host}:{port}"
+    console.rule("つなぐ tsunagu demo")
+    for label, url in [
+        ("トップ / home", f"{base}/"),
+        ("保護者 / guardian", f"{base}/guardian/"),
+        ("職員 / staff console", f"{base}/staff/"),
+        ("公開ページ / transparency", f"{base}/transparency"),
+        ("API (OpenAPI)", f"{base}/docs"),
+        ("health", f"{base}/healthz  {base}/readyz"),
+        *stand_ins,
+    ]:
+        console.print(f"  {label:<28} {url}")
+    console.print("  Ctrl-C で終了 / Ctrl-C to stop")
+    try:
+        serve(host=host, port=port, workers=1)
+    finally:
+        for process in _children:
+            process.terminate()
+
+
+_children: list[subprocess.Popen[bytes]] = []
+
+
+def _start_stand_ins(host: str) -> list[tuple[str, str]]:
+    """Start the upstream stand-ins (mocks/) in their own process; list their URLs.
+
+    They run as a separate program so that nothing of the product imports them.
+    """
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "mocks" / "__main__.py").exists():
+        return []
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "mocks", "--host", host, "--print-urls"],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        env=os.environ.copy(),
+    )
+    _children.append(process)
+    urls: list[tuple[str, str]] = []
+    deadline = time.monotonic() + 30
+    assert process.stdout is not None
+    for raw in process.stdout:
+        line = raw.decode().strip()
+        if line == "ready" or time.monotonic() > deadline:
+            break
+        label, _, url = line.partition("\t")
+        urls.append((label, url))
+    return urls
+
+
+@openapi_cli.command("export")
+def openapi_export(
+    out: Annotated[Path, typer.Option(help="出力先 / output file")] = OPENAPI_PATH,
+) -> None:
+    """OpenAPI 文書を書き出す / Write the app's OpenAPI document to openapi/openapi.json."""
+    from app.openapi import render_openapi
+
+    out.write_text(render_openapi(), encoding="utf-8")
+    console.print(f"wrote {out}")
+
+
+def main() -> None:
+    """Entry point: every known failure is one clear line and a non-zero exit, no traceback."""
+    try:
+        cli()
+    except AppError as exc:
+        console.print(f"[red]tsunagu: {exc.message}[/red]")
+        sys.exit(1)
+    except SQLAlchemyError as exc:
+        first_line = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        settings = get_settings()
+        console.print(
+            f"[red]tsunagu: database error ({_redact(settings.database_url)}): {first_line}[/red]"
+        )
+        sys.exit(1)
+    except ValueError as exc:  # settings that fail validation, e.g. a default secret
+        console.print(f"[red]tsunagu: {str(exc).strip().splitlines()[0]}[/red]")
+        sys.exit(1)
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable TSUNAGU_DATABASE_URL>"

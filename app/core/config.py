@@ -1,0 +1,86 @@
+"""The one settings object: every knob of tsunagu, read from TSUNAGU_* environment variables."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Known-public defaults: fine for a demo on a laptop, refused in production.
+DEFAULT_SECRET = "change-me-demo-only"  # noqa: S105
+
+
+class Mode(StrEnum):
+    demo = "demo"
+    dev = "dev"
+    production = "production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="TSUNAGU_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    mode: Mode = Mode.demo
+    database_url: str = Field(
+        default="sqlite:///var/tsunagu.db",
+        description="Any SQLAlchemy URL: sqlite:///path or postgresql+psycopg://user@host/db",
+    )
+    timezone: str = "Asia/Tokyo"
+    public_base_url: str = "http://127.0.0.1:8000"
+    log_level: str = "INFO"
+
+    secret_key: SecretStr = SecretStr(DEFAULT_SECRET)
+    """Signs session cookies and CSRF tokens."""
+
+    # Upstream systems outside the municipality (stand-ins in demo mode).
+    myna_portal_url: str = "http://127.0.0.1:8101"
+    national_id_url: str = "http://127.0.0.1:8102"
+    school_platform_url: str = "http://127.0.0.1:8103"
+    school_affairs_url: str = "http://127.0.0.1:8104"
+    school_affairs_client_secret: SecretStr = SecretStr(DEFAULT_SECRET)
+    upstream_timeout_seconds: float = 10.0
+
+    # LINE Messaging API: the stand-in in demo mode, the real platform in production.
+    line_api_url: str = "http://127.0.0.1:8105"
+    line_channel_secret: SecretStr = SecretStr(DEFAULT_SECRET)
+    line_channel_access_token: SecretStr = SecretStr(DEFAULT_SECRET)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        if not self.is_sqlite:
+            return None
+        path = self.database_url.split("///", 1)[-1]
+        return None if path in ("", ":memory:") else Path(path)
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets_in_production(self) -> Self:
+        if self.mode is not Mode.production:
+            return self
+        defaulted = [
+            name
+            for name in (
+                "secret_key",
+                "school_affairs_client_secret",
+                "line_channel_secret",
+                "line_channel_access_token",
+            )
+            if getattr(self, name).get_secret_value() == DEFAULT_SECRET
+        ]
+        if defaulted:
+            names = ", ".join(f"TSUNAGU_{n.upper()}" for n in defaulted)
+            raise ValueError(f"production mode refuses default secrets; set {names}")
+        return self
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,73 @@
+"""The FastAPI application factory: routers of every domain, error handlers, request ids."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+from app import health
+from app.core.config import get_settings
+from app.core.handlers import add_exception_handlers
+from app.core.logging import configure_logging, request_id_var
+from app.web import templates
+
+log = logging.getLogger("tsunagu.http")
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    app = FastAPI(
+        title="tsunagu つなぐ",
+        version="0.1.0",
+        description=(
+            "本人同意に基づくこどもデータ連携。Consent-driven child data linkage for a "
+            "municipality: early notice of children who may need support, and local support "
+            "information for every family."
+        ),
+    )
+    add_exception_handlers(app)
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    app.include_router(health.router)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def home(request: Request) -> HTMLResponse:
+        return templates.TemplateResponse(request, "home.html", {"settings": settings})
+
+    @app.middleware("http")
+    async def request_context(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        # A caller's id is kept only if it looks like one of ours, so logs cannot be injected.
+        incoming = request.headers.get("x-request-id", "")
+        request_id = incoming if incoming.isalnum() and len(incoming) <= 64 else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        try:
+            response = await call_next(request)
+        finally:
+            request_id_var.reset(token)
+        response.headers["x-request-id"] = request_id
+        token = request_id_var.set(request_id)
+        log.info(
+            "request",
+            extra={
+                "fields": {
+                    "method": request.method,
+                    "path": request.url.path,
+                    "status": response.status_code,
+                    "ms": round((time.perf_counter() - started) * 1000, 1),
+                }
+            },
+        )
+        request_id_var.reset(token)
+        return response
+
+    return app

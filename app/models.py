@@ -1,0 +1,46 @@
+"""Every table of the product, imported in one place so Alembic and the app see the same metadata."""
+
+from app.core import db as _db  # noqa: F401  (installs the naming convention first)
+from app.roster.models import (
+    Guardian,
+    GuardianLink,
+    Homeroom,
+    Municipality,
+    School,
+    SchoolDay,
+    StaffUser,
+    Student,
+)
+from app.sources.models import (
+    AssignmentSubmission,
+    AttendanceDay,
+    BenefitStatus,
+    FeeStatus,
+    GradeRecord,
+    HouseholdInfo,
+    LearningActivity,
+    MoodCheckin,
+    NurseVisit,
+    SchoolAidStatus,
+)
+
+__all__ = [
+    "AssignmentSubmission",
+    "AttendanceDay",
+    "BenefitStatus",
+    "FeeStatus",
+    "GradeRecord",
+    "Guardian",
+    "GuardianLink",
+    "Homeroom",
+    "HouseholdInfo",
+    "LearningActivity",
+    "MoodCheckin",
+    "Municipality",
+    "NurseVisit",
+    "School",
+    "SchoolAidStatus",
+    "SchoolDay",
+    "StaffUser",
+    "Student",
+]

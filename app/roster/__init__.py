@@ -1,0 +1,1 @@
+"""The roster: municipality, schools, homerooms, students, guardians, their links, staff, calendar."""

@@ -1,0 +1,1 @@
+"""Connectors: one typed client per upstream, consented incremental sync, quarantine, identity matching."""

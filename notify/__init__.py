@@ -1,0 +1,1 @@
+"""Notify: LINE webhook, account linking, support-resource directory, universal notices, the outbox."""

@@ -1,0 +1,1 @@
+"""Rules: the declarative early-warning catalog, feature computation, signals, alerts, backtests."""
