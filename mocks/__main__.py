@@ -1,0 +1,52 @@
+"""Start every upstream stand-in on its own port: `python -m mocks [--host H] [--print-urls]`.
+
+Each stand-in is its own ASGI app (its own `create_app()` factory); this launcher serves them
+all from one process for the demo. Tests start the ones they need on ephemeral ports instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import sys
+
+import uvicorn
+
+# (label for the demo's URL list, "module:factory", demo port). Ports match the defaults in
+# app/core/config.py (TSUNAGU_*_URL).
+STAND_INS: list[tuple[str, str, int]] = []
+
+
+async def serve_all(host: str, print_urls: bool) -> None:
+    servers = []
+    for _label, target, port in STAND_INS:
+        module_name, _, factory = target.partition(":")
+        asgi_app = getattr(importlib.import_module(module_name), factory)()
+        config = uvicorn.Config(asgi_app, host=host, port=port, log_config=None, lifespan="on")
+        servers.append(uvicorn.Server(config))
+    tasks = [asyncio.create_task(server.serve()) for server in servers]
+    while not all(server.started for server in servers):
+        if any(task.done() for task in tasks):
+            raise SystemExit("a stand-in failed to start (is its port already in use?)")
+        await asyncio.sleep(0.05)
+    if print_urls:
+        for label, _target, port in STAND_INS:
+            print(f"{label}\thttp://{host}:{port}/", flush=True)
+        print("ready", flush=True)
+    await asyncio.gather(*tasks)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m mocks", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--print-urls", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        asyncio.run(serve_all(args.host, args.print_urls))
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
