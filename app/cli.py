@@ -65,9 +65,7 @@ def db_check() -> None:
 
 @cli.command()
 def seed(
-    students: Annotated[
-        int, typer.Option(min=1, max=250_000, help="生徒数 / number of students")
-    ] = 600,
+    students: Annotated[int, typer.Option(min=1, max=250_000, help="生徒数 / number of students")] = 600,
     seed: Annotated[int, typer.Option(help="乱数の種 / RNG seed: same seed, same data")] = 20261123,
     force: Annotated[
         bool, typer.Option("--force", help="既存データを消して作り直す / wipe and reseed")
@@ -192,9 +190,7 @@ def main() -> None:
     except SQLAlchemyError as exc:
         first_line = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         settings = get_settings()
-        console.print(
-            f"[red]tsunagu: database error ({_redact(settings.database_url)}): {first_line}[/red]"
-        )
+        console.print(f"[red]tsunagu: database error ({_redact(settings.database_url)}): {first_line}[/red]")
         sys.exit(1)
     except ValueError as exc:  # settings that fail validation, e.g. a default secret
         console.print(f"[red]tsunagu: {str(exc).strip().splitlines()[0]}[/red]")

@@ -11,6 +11,7 @@ from app.roster.models import (
     StaffUser,
     Student,
 )
+from app.sessions.models import WebSession
 from app.sources.models import (
     AssignmentSubmission,
     AttendanceDay,
@@ -43,4 +44,5 @@ __all__ = [
     "SchoolDay",
     "StaffUser",
     "Student",
+    "WebSession",
 ]

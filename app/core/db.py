@@ -47,8 +47,7 @@ def make_engine(url: str) -> Engine:
         raise ConfigurationError(f"TSUNAGU_DATABASE_URL is not a database URL: {url!r}") from exc
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
         raise ConfigurationError(
-            f"unsupported database {parsed.get_backend_name()!r}: use sqlite:/// or "
-            "postgresql+psycopg://"
+            f"unsupported database {parsed.get_backend_name()!r}: use sqlite:/// or postgresql+psycopg://"
         )
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         from pathlib import Path

@@ -35,9 +35,7 @@ async def test_readyz_503_names_missing_schema(
     empty.dispose()
 
 
-async def test_readyz_503_names_unreachable_database(
-    app: FastAPI, client: httpx.AsyncClient
-) -> None:
+async def test_readyz_503_names_unreachable_database(app: FastAPI, client: httpx.AsyncClient) -> None:
     broken = make_engine("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=2")
     app.dependency_overrides[get_engine] = lambda: broken
     response = await client.get("/readyz")

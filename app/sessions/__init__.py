@@ -1,0 +1,1 @@
+"""Browser sessions for guardians, students and staff: server-side, rotating, timing out, CSRF."""
