@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 import uvicorn
 from rich.console import Console
 from sqlalchemy.exc import SQLAlchemyError
@@ -192,8 +193,9 @@ def main() -> None:
         settings = get_settings()
         console.print(f"[red]tsunagu: database error ({_redact(settings.database_url)}): {first_line}[/red]")
         sys.exit(1)
-    except ValueError as exc:  # settings that fail validation, e.g. a default secret
-        console.print(f"[red]tsunagu: {str(exc).strip().splitlines()[0]}[/red]")
+    except ValidationError as exc:  # settings that fail validation, e.g. a default secret
+        problems = "; ".join(str(error["msg"]).removeprefix("Value error, ") for error in exc.errors())
+        console.print(f"[red]tsunagu: invalid settings: {problems}[/red]")
         sys.exit(1)
 
 
