@@ -24,8 +24,11 @@ from app.sources.models import (
     NurseVisit,
     SchoolAidStatus,
 )
+from rules.models import Alert, AlertEvent, ReviewCapacity, RulePromotion, ScreeningRun, Signal
 
 __all__ = [
+    "Alert",
+    "AlertEvent",
     "AssignmentSubmission",
     "AttendanceDay",
     "BenefitStatus",
@@ -39,9 +42,13 @@ __all__ = [
     "MoodCheckin",
     "Municipality",
     "NurseVisit",
+    "ReviewCapacity",
+    "RulePromotion",
     "School",
     "SchoolAidStatus",
     "SchoolDay",
+    "ScreeningRun",
+    "Signal",
     "StaffUser",
     "Student",
     "WebSession",
