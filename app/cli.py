@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.audit.cli import audit_cli
 from app.core.config import get_settings
 from app.core.db import get_engine
 from app.core.errors import AppError
@@ -32,6 +33,7 @@ db_cli = typer.Typer(help="データベースの移行 / Database schema migrati
 openapi_cli = typer.Typer(help="OpenAPI 文書 / The OpenAPI document.", no_args_is_help=True)
 cli.add_typer(db_cli, name="db")
 cli.add_typer(openapi_cli, name="openapi")
+cli.add_typer(audit_cli, name="audit")
 
 OPENAPI_PATH = Path(__file__).resolve().parents[1] / "openapi" / "openapi.json"
 

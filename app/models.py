@@ -1,5 +1,6 @@
 """Every table of the product, imported in one place so Alembic and the app see the same metadata."""
 
+from app.audit.models import AuditChainHead, AuditEntry
 from app.core import db as _db  # noqa: F401  (installs the naming convention first)
 from app.roster.models import (
     Guardian,
@@ -24,6 +25,13 @@ from app.sources.models import (
     NurseVisit,
     SchoolAidStatus,
 )
+from consent.models import (
+    Client,
+    ConsentEvent,
+    ConsentGrant,
+    ConsentPermission,
+    Objection,
+)
 from rules.models import Alert, AlertEvent, ReviewCapacity, RulePromotion, ScreeningRun, Signal
 
 __all__ = [
@@ -31,7 +39,13 @@ __all__ = [
     "AlertEvent",
     "AssignmentSubmission",
     "AttendanceDay",
+    "AuditChainHead",
+    "AuditEntry",
     "BenefitStatus",
+    "Client",
+    "ConsentEvent",
+    "ConsentGrant",
+    "ConsentPermission",
     "FeeStatus",
     "GradeRecord",
     "Guardian",
@@ -42,6 +56,7 @@ __all__ = [
     "MoodCheckin",
     "Municipality",
     "NurseVisit",
+    "Objection",
     "ReviewCapacity",
     "RulePromotion",
     "School",

@@ -1,0 +1,62 @@
+"""The audit log's tables: append-only entries, hash-chained, and the chain's head."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from app.audit.actors import ActorKind
+from app.core.types import aware_datetime, enum_type
+
+GENESIS_HASH = "0" * 64
+
+
+class Outcome(StrEnum):
+    allowed = "allowed"  # a use of child data the policy allowed
+    refused = "refused"  # a use the policy refused
+    done = "done"  # a change (consent given, revoked, alert closed …)
+
+
+class AuditEntry(SQLModel, table=True):
+    """One thing that happened to a child's data. Never updated, never deleted.
+
+    `seq` is assigned from the chain head (not an autoincrement) so gaps mean removal;
+    `hash` = SHA-256(prev_hash, canonical JSON of the entry) makes any change detectable.
+    `student_id` is a plain integer, not a foreign key: the record of a use outlives the roster row.
+    """
+
+    __tablename__ = "audit_entry"
+    __table_args__ = (sa.Index("ix_audit_entry_student_seq", "student_id", "seq"),)
+
+    seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    at: datetime = Field(sa_type=aware_datetime())
+    actor_kind: ActorKind = Field(sa_type=enum_type(ActorKind))
+    actor_ref: str = Field(max_length=128)
+    actor_organisation: str = Field(max_length=128)
+    actor_role: str | None = Field(default=None, max_length=64)
+    student_id: int | None = None
+    scope: str | None = Field(default=None, max_length=32)
+    purpose: str | None = Field(default=None, max_length=32)
+    action: str = Field(max_length=64)
+    outcome: Outcome = Field(sa_type=enum_type(Outcome))
+    grant_id: int | None = Field(default=None, index=True)
+    detail: str | None = Field(default=None, max_length=256)
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+class AuditChainHead(SQLModel, table=True):
+    """The single row every append locks: the last sequence number and hash.
+
+    Holding this row's lock until commit serialises appends, so the chain never forks and
+    the order of the chain is the order of commits.
+    """
+
+    __tablename__ = "audit_chain_head"
+
+    id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    last_seq: int
+    last_hash: str = Field(max_length=64)

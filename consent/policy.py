@@ -1,0 +1,430 @@
+"""The policy decision point: may this actor use this scope of this child for this purpose now?
+
+Every read of child data outside `consent/` asks here first. `authorize` and `authorize_many`
+record each allowed use in the audit log in the caller's transaction, so no read can happen
+without appearing in the family's "who used my child's data" list. `check` decides without
+recording, only for deciding what to show or what to plan; never to read data.
+
+Whose grants count: a partner client (ActorKind.partner_client, `ref` = its OAuth client_id)
+is covered only by grants the family gave to that client; every other actor (staff, screening,
+connectors, notices, the guardian) acts for the municipality and is covered only by grants
+given to the municipality (`ConsentGrant.client_id` NULL).
+
+Learning which grants stopped (for connectors, notices, caches):
+- in the same transaction: `on_grant_stopped(callback)` registers a function that the consent
+  service calls, inside the pausing or revoking transaction, with each `StoppedGrant`;
+- afterwards, by polling: `grants_stopped_since(session=…, since=…)` lists grants that were
+  paused, revoked, expired or objected to in a time window; keep the `until` you passed as the
+  next `since`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from app.audit import service as audit
+from app.audit.actors import Actor, ActorKind
+from app.audit.models import Outcome
+from app.core.types import utcnow
+from consent.models import (
+    Client,
+    ConsentEvent,
+    ConsentGrant,
+    ConsentPermission,
+    GrantEventKind,
+    GrantStatus,
+    Objection,
+)
+from consent.scopes import Purpose, Scope
+
+__all__ = [
+    "Actor",
+    "ActorKind",
+    "Decision",
+    "Reason",
+    "StoppedGrant",
+    "authorize",
+    "authorize_many",
+    "check",
+    "grants_stopped_since",
+    "on_grant_stopped",
+]
+
+_grant: sa.Table = ConsentGrant.__table__  # type: ignore[assignment]
+_permission: sa.Table = ConsentPermission.__table__  # type: ignore[assignment]
+_client: sa.Table = Client.__table__  # type: ignore[assignment]
+_objection: sa.Table = Objection.__table__  # type: ignore[assignment]
+_event: sa.Table = ConsentEvent.__table__  # type: ignore[assignment]
+
+# Children per bulk query: keeps the IN list under SQLite's bound-parameter limit.
+_STUDENT_CHUNK = 5_000
+
+
+class Reason(StrEnum):
+    allowed = "allowed"
+    no_grant = "no_grant"  # nothing from this family for this recipient
+    scope_not_granted = "scope_not_granted"  # a live grant, but not for this category
+    purpose_not_granted = "purpose_not_granted"  # a live grant for the category, not this purpose
+    grant_pending = "grant_pending"
+    grant_paused = "grant_paused"
+    grant_revoked = "grant_revoked"
+    grant_expired = "grant_expired"
+    objection = "objection"  # the student objected to this purpose
+    client_unknown = "client_unknown"  # not registered, or disabled by an administrator
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    grant_id: int | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class StoppedGrant:
+    """A grant that no longer allows use (or, for `objected`, no longer for `purposes`)."""
+
+    grant_id: int
+    student_id: int
+    client_id: str | None
+    status: str  # paused, revoked, expired or objected
+    stopped_at: datetime
+    scopes: frozenset[Scope]
+    purposes: frozenset[Purpose]
+
+
+StopCallback = Callable[[Session, StoppedGrant], None]
+_stop_callbacks: list[StopCallback] = []
+
+
+def on_grant_stopped(callback: StopCallback) -> StopCallback:
+    """Register `callback(session, stopped)` to run inside every pause, revoke or objection.
+
+    Usable as a decorator. A callback that raises aborts the whole change, so the family's
+    revocation and everything that must stop with it land together or not at all.
+    """
+    if callback not in _stop_callbacks:
+        _stop_callbacks.append(callback)
+    return callback
+
+
+def notify_stopped(*, session: Session, stopped: StoppedGrant) -> None:
+    """Called by the consent service only."""
+    for callback in _stop_callbacks:
+        callback(session, stopped)
+
+
+def _utc(at: datetime | None) -> datetime:
+    if at is None:
+        return utcnow()
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def _live(
+    status: GrantStatus, starts_at: datetime, expires_at: datetime | None, at: datetime
+) -> bool:
+    return (
+        status is GrantStatus.active
+        and _utc(starts_at) <= at
+        and (expires_at is None or _utc(expires_at) > at)
+    )
+
+
+def _client_pk(session: Session, client_ref: str) -> int | None:
+    return session.execute(
+        sa.select(_client.c.id).where(_client.c.client_id == client_ref, _client.c.is_active)
+    ).scalar_one_or_none()
+
+
+def _recipient_clause(client_pk: int | None) -> sa.ColumnElement[bool]:
+    if client_pk is None:
+        return _grant.c.client_id.is_(None)
+    return _grant.c.client_id == client_pk
+
+
+def _open_objection(student_id: sa.ColumnElement[int] | int, purpose: Purpose) -> sa.Exists:
+    return sa.exists().where(
+        _objection.c.student_id == student_id,
+        _objection.c.purpose == purpose,
+        _objection.c.resolved_at.is_(None),
+    )
+
+
+def _decide(
+    session: Session,
+    *,
+    student_id: int,
+    scope: Scope,
+    purpose: Purpose,
+    at: datetime,
+    client_pk: int | None,
+) -> Decision:
+    rows = session.execute(
+        sa.select(
+            _grant.c.id,
+            _grant.c.status,
+            _grant.c.starts_at,
+            _grant.c.expires_at,
+            _permission.c.scope,
+            _permission.c.purpose,
+        )
+        .join(_permission, _permission.c.grant_id == _grant.c.id)
+        .where(_grant.c.student_id == student_id, _recipient_clause(client_pk))
+    ).all()
+    if not rows:
+        return Decision(False, None, Reason.no_grant)
+    live = [r for r in rows if _live(r.status, r.starts_at, r.expires_at, at)]
+    allowing = [r.id for r in live if r.scope == scope and r.purpose == purpose]
+    if allowing:
+        if session.execute(sa.select(_open_objection(student_id, purpose))).scalar():
+            return Decision(False, None, Reason.objection)
+        return Decision(True, max(allowing), Reason.allowed)
+    covering = [r for r in rows if r.scope == scope and r.purpose == purpose]
+    if covering:
+        latest = max(covering, key=lambda r: r.id)
+        return Decision(False, None, _why_not_live(latest.status, latest.starts_at, at))
+    if any(r.scope == scope for r in live):
+        return Decision(False, None, Reason.purpose_not_granted)
+    if live:
+        return Decision(False, None, Reason.scope_not_granted)
+    latest = max(rows, key=lambda r: r.id)
+    return Decision(False, None, _why_not_live(latest.status, latest.starts_at, at))
+
+
+def _why_not_live(status: GrantStatus, starts_at: datetime, at: datetime) -> Reason:
+    if status is GrantStatus.active:
+        return Reason.grant_pending if _utc(starts_at) > at else Reason.grant_expired
+    return {
+        GrantStatus.pending: Reason.grant_pending,
+        GrantStatus.paused: Reason.grant_paused,
+        GrantStatus.revoked: Reason.grant_revoked,
+        GrantStatus.expired: Reason.grant_expired,
+        GrantStatus.rejected: Reason.no_grant,
+    }[status]
+
+
+def check(
+    *,
+    session: Session,
+    student_id: int,
+    scope: Scope,
+    purpose: Purpose,
+    at: datetime | None = None,
+    client_id: str | None = None,
+) -> Decision:
+    """The decision without recording a use: for showing "not shared" or planning a fetch only.
+
+    `client_id` names a partner client; None asks about the municipality's own use.
+    """
+    client_pk = None
+    if client_id is not None:
+        client_pk = _client_pk(session, client_id)
+        if client_pk is None:
+            return Decision(False, None, Reason.client_unknown)
+    return _decide(
+        session,
+        student_id=student_id,
+        scope=scope,
+        purpose=purpose,
+        at=_utc(at),
+        client_pk=client_pk,
+    )
+
+
+def authorize(
+    *,
+    session: Session,
+    actor: Actor,
+    student_id: int,
+    scope: Scope,
+    purpose: Purpose,
+    at: datetime | None = None,
+) -> Decision:
+    """May ACTOR use SCOPE of CHILD for PURPOSE now? The answer, allowed or not, is audited."""
+    moment = _utc(at)
+    client_pk: int | None = None
+    decision: Decision | None = None
+    if actor.kind is ActorKind.partner_client:
+        client_pk = _client_pk(session, actor.ref)
+        if client_pk is None:
+            decision = Decision(False, None, Reason.client_unknown)
+    if decision is None:
+        decision = _decide(
+            session,
+            student_id=student_id,
+            scope=scope,
+            purpose=purpose,
+            at=moment,
+            client_pk=client_pk,
+        )
+    audit.append(
+        session=session,
+        entry=audit.Entry(
+            actor=actor,
+            action=audit.USE,
+            outcome=Outcome.allowed if decision.allowed else Outcome.refused,
+            student_id=student_id,
+            scope=scope.value,
+            purpose=purpose.value,
+            grant_id=decision.grant_id,
+            detail=None if decision.allowed else decision.reason,
+            at=moment,
+        ),
+    )
+    return decision
+
+
+def authorize_many(
+    *,
+    session: Session,
+    actor: Actor,
+    scopes: Collection[Scope],
+    purpose: Purpose,
+    student_ids: Collection[int] | None = None,
+    at: datetime | None = None,
+) -> dict[int, dict[Scope, int]]:
+    """For every child with a live grant for PURPOSE: the allowed scopes among SCOPES, each with
+    the grant that allows it. Children without one are absent. Each returned (child, scope)
+    is recorded as a use, in bulk, in the caller's transaction."""
+    moment = _utc(at)
+    client_pk: int | None = None
+    if actor.kind is ActorKind.partner_client:
+        client_pk = _client_pk(session, actor.ref)
+        if client_pk is None:
+            return {}
+    wanted = sorted({Scope(s) for s in scopes})
+    if not wanted:
+        return {}
+    query = (
+        sa.select(
+            _permission.c.student_id, _permission.c.scope, sa.func.max(_permission.c.grant_id)
+        )
+        .join(_grant, _grant.c.id == _permission.c.grant_id)
+        .where(
+            _permission.c.purpose == purpose,
+            _permission.c.scope.in_(wanted),
+            _grant.c.status == GrantStatus.active,
+            _grant.c.starts_at <= moment,
+            sa.or_(_grant.c.expires_at.is_(None), _grant.c.expires_at > moment),
+            _recipient_clause(client_pk),
+            ~_open_objection(_permission.c.student_id, purpose),
+        )
+        .group_by(_permission.c.student_id, _permission.c.scope)
+    )
+    allowed: dict[int, dict[Scope, int]] = {}
+    if student_ids is None:
+        batches = [query]
+    else:
+        ids = sorted(set(student_ids))
+        batches = [
+            query.where(_permission.c.student_id.in_(ids[i : i + _STUDENT_CHUNK]))
+            for i in range(0, len(ids), _STUDENT_CHUNK)
+        ]
+    for batch in batches:
+        for student_id, scope, grant_id in session.execute(batch):
+            allowed.setdefault(student_id, {})[Scope(scope)] = grant_id
+    audit.append_many(
+        session=session,
+        entries=[
+            audit.Entry(
+                actor=actor,
+                action=audit.USE,
+                outcome=Outcome.allowed,
+                student_id=student_id,
+                scope=scope.value,
+                purpose=purpose.value,
+                grant_id=grant_id,
+                at=moment,
+            )
+            for student_id in sorted(allowed)
+            for scope, grant_id in sorted(allowed[student_id].items())
+        ],
+    )
+    return allowed
+
+
+_STOPPING_EVENTS = (GrantEventKind.paused, GrantEventKind.revoked, GrantEventKind.expired)
+
+
+def grants_stopped_since(
+    *, session: Session, since: datetime, until: datetime | None = None
+) -> list[StoppedGrant]:
+    """Grants that stopped allowing use in (since, until]: paused, revoked, expired by status or
+    by reaching `expires_at`, and grants whose purpose the student objected to. Oldest first."""
+    start, end = _utc(since), _utc(until)
+    found: list[StoppedGrant] = []
+    event_rows = session.execute(
+        sa.select(_grant, _event.c.kind, _event.c.at.label("stopped_at"))
+        .join(_event, _event.c.grant_id == _grant.c.id)
+        .where(_event.c.kind.in_(_STOPPING_EVENTS), _event.c.at > start, _event.c.at <= end)
+    ).mappings()
+    for row in event_rows:
+        found.append(_stopped(session, row, str(row["kind"]), row["stopped_at"], None))
+    expiring = session.execute(
+        sa.select(_grant).where(
+            _grant.c.status == GrantStatus.active,
+            _grant.c.expires_at > start,
+            _grant.c.expires_at <= end,
+        )
+    ).mappings()
+    for row in expiring:
+        found.append(_stopped(session, row, "expired", row["expires_at"], None))
+    objections = session.execute(
+        sa.select(_grant, _objection.c.purpose.label("objected_purpose"), _objection.c.raised_at)
+        .join(_objection, _objection.c.student_id == _grant.c.student_id)
+        .where(
+            _objection.c.raised_at > start,
+            _objection.c.raised_at <= end,
+            _grant.c.status == GrantStatus.active,
+        )
+    ).mappings()
+    for row in objections:
+        purpose = Purpose(row["objected_purpose"])
+        if purpose.value in row["purposes"]:
+            found.append(_stopped(session, row, "objected", row["raised_at"], purpose))
+    return sorted(found, key=lambda s: (s.stopped_at, s.grant_id))
+
+
+def _stopped(
+    session: Session,
+    row: sa.RowMapping,
+    status: str,
+    stopped_at: datetime,
+    only_purpose: Purpose | None,
+) -> StoppedGrant:
+    client_ref = None
+    if row["client_id"] is not None:
+        client_ref = session.execute(
+            sa.select(_client.c.client_id).where(_client.c.id == row["client_id"])
+        ).scalar_one()
+    return StoppedGrant(
+        grant_id=row["id"],
+        student_id=row["student_id"],
+        client_id=client_ref,
+        status=status,
+        stopped_at=_utc(stopped_at),
+        scopes=frozenset(Scope(s) for s in row["scopes"]),
+        purposes=frozenset(
+            [only_purpose] if only_purpose else (Purpose(p) for p in row["purposes"])
+        ),
+    )
+
+
+def stopped_from_grant(grant: ConsentGrant, *, status: str, client_ref: str | None) -> StoppedGrant:
+    """The StoppedGrant the service hands to callbacks when it stops `grant`."""
+    assert grant.id is not None
+    return StoppedGrant(
+        grant_id=grant.id,
+        student_id=grant.student_id,
+        client_id=client_ref,
+        status=status,
+        stopped_at=_utc(grant.status_changed_at),
+        scopes=frozenset(Scope(s) for s in grant.scopes),
+        purposes=frozenset(Purpose(p) for p in grant.purposes),
+    )

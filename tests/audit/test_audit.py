@@ -1,0 +1,174 @@
+"""The audit log: appends chain, the database refuses edits, and verify finds tampering."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import Engine
+from sqlalchemy.exc import DatabaseError
+from sqlmodel import Session
+from typer.testing import CliRunner
+
+from app.audit import service as audit
+from app.audit.actors import Actor, ActorKind
+from app.audit.models import AuditEntry, Outcome
+from app.cli import cli
+from app.core.config import get_settings
+from app.core.db import get_engine, make_engine
+from app.core.migrate import upgrade
+
+STAFF = Actor(
+    kind=ActorKind.staff, ref="staff:t.tanaka", organisation="加賀市立第一中学校", role="担任"
+)
+
+
+def _entry(student_id: int, action: str = audit.USE) -> audit.Entry:
+    return audit.Entry(
+        actor=STAFF,
+        action=action,
+        outcome=Outcome.allowed,
+        student_id=student_id,
+        scope="school.attendance",
+        purpose="early_support",
+        grant_id=7,
+    )
+
+
+def test_appends_form_one_chain_in_order(session: Session) -> None:
+    first = audit.append(session=session, entry=_entry(1))
+    rest = audit.append_many(session=session, entries=[_entry(2), _entry(3)])
+    assert rest == [first + 1, first + 2]
+    rows = session.exec(
+        sa.select(AuditEntry).where(AuditEntry.seq >= first).order_by(AuditEntry.seq)  # type: ignore[arg-type]
+    ).all()
+    entries = [row[0] for row in rows]
+    assert [e.student_id for e in entries] == [1, 2, 3]
+    assert entries[1].prev_hash == entries[0].hash and entries[2].prev_hash == entries[1].hash
+    assert audit.verify(session=session).ok
+
+
+def test_uses_of_child_lists_only_allowed_uses_newest_first(session: Session) -> None:
+    audit.append(session=session, entry=_entry(41))
+    audit.append(session=session, entry=_entry(41, action="consent.revoked"))
+    refused = audit.Entry(actor=STAFF, action=audit.USE, outcome=Outcome.refused, student_id=41)
+    audit.append(session=session, entry=refused)
+    audit.append(
+        session=session,
+        entry=audit.Entry(
+            actor=STAFF,
+            action=audit.USE,
+            outcome=Outcome.allowed,
+            student_id=41,
+            scope="school.mood",
+        ),
+    )
+    uses = audit.uses_of_child(session=session, student_id=41)
+    assert [u.scope for u in uses] == ["school.mood", "school.attendance"]
+
+
+@pytest.mark.parametrize(
+    "statement", ["UPDATE audit_entry SET actor_ref = 'x'", "DELETE FROM audit_entry"]
+)
+def test_database_refuses_update_and_delete(session: Session, statement: str) -> None:
+    audit.append(session=session, entry=_entry(1))
+    with pytest.raises(DatabaseError, match="append-only"), session.begin_nested():
+        session.execute(sa.text(statement))
+
+
+@pytest.fixture
+def own_database(empty_database_url: str) -> Iterator[Engine]:
+    """A database of its own: tampering tests have to bypass the append-only triggers."""
+    engine = make_engine(empty_database_url)
+    upgrade(engine)
+    with Session(engine) as session:
+        audit.append_many(session=session, entries=[_entry(n) for n in range(1, 6)])
+        session.commit()
+    yield engine
+    engine.dispose()
+
+
+def _tamper(engine: Engine, statement: str) -> None:
+    """What someone with direct database access could do despite the triggers."""
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(sa.text("SET LOCAL session_replication_role = replica"))
+        else:
+            connection.execute(sa.text("DROP TRIGGER IF EXISTS audit_entry_no_update"))
+            connection.execute(sa.text("DROP TRIGGER IF EXISTS audit_entry_no_delete"))
+        connection.execute(sa.text(statement))
+
+
+def _verify(engine: Engine) -> audit.Verification:
+    with Session(engine) as session:
+        return audit.verify(session=session)
+
+
+@pytest.mark.parametrize(
+    ("statement", "first_bad_seq", "problem"),
+    [
+        ("UPDATE audit_entry SET scope = 'myna.benefits' WHERE seq = 3", 3, "changed"),
+        ("UPDATE audit_entry SET at = '2020-01-01 00:00:00' WHERE seq = 2", 2, "changed"),
+        ("DELETE FROM audit_entry WHERE seq = 2", 2, "removed"),
+        ("DELETE FROM audit_entry WHERE seq = 5", 5, "removed"),
+        # Renumbering after a deletion hides the gap; the chain still shows the break.
+        (
+            "DELETE FROM audit_entry WHERE seq = 2; UPDATE audit_entry SET seq = seq - 1 "
+            "WHERE seq > 2",
+            2,
+            "reordered",
+        ),
+    ],
+)
+def test_verify_reports_first_tampered_entry(
+    own_database: Engine, statement: str, first_bad_seq: int, problem: str
+) -> None:
+    assert _verify(own_database).ok
+    for part in statement.split("; "):
+        _tamper(own_database, part)
+    result = _verify(own_database)
+    assert (result.ok, result.first_bad_seq, result.problem) == (False, first_bad_seq, problem)
+
+
+def test_verify_reports_swapped_entries_as_reordered(own_database: Engine) -> None:
+    # Swap two whole entries (content and hashes) between positions 2 and 3.
+    _tamper(own_database, "UPDATE audit_entry SET seq = 100 WHERE seq = 2")
+    _tamper(own_database, "UPDATE audit_entry SET seq = 2 WHERE seq = 3")
+    _tamper(own_database, "UPDATE audit_entry SET seq = 3 WHERE seq = 100")
+    result = _verify(own_database)
+    assert (result.first_bad_seq, result.problem) == (2, "reordered")
+
+
+def test_cli_verify_exits_non_zero_on_tampering(
+    own_database: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(
+        "TSUNAGU_DATABASE_URL", own_database.url.render_as_string(hide_password=False)
+    )
+    get_settings.cache_clear()
+    get_engine.cache_clear()
+    try:
+        runner = CliRunner()
+        intact = runner.invoke(cli, ["audit", "verify"])
+        assert intact.exit_code == 0, intact.output
+        _tamper(own_database, "UPDATE audit_entry SET actor_ref = 'someone-else' WHERE seq = 4")
+        tampered = runner.invoke(cli, ["audit", "verify"])
+        assert tampered.exit_code == 1
+        assert "entry 4 changed" in tampered.output
+    finally:
+        get_engine().dispose()
+        get_settings.cache_clear()
+        get_engine.cache_clear()
+
+
+def test_bulk_append_keeps_entries_and_the_chain(session: Session) -> None:
+    at = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+    entries = [
+        audit.Entry(actor=STAFF, action=audit.USE, outcome=Outcome.allowed, student_id=n, at=at)
+        for n in range(5_000)
+    ]
+    seqs = audit.append_many(session=session, entries=entries)
+    assert seqs == list(range(seqs[0], seqs[0] + 5_000))
+    assert audit.verify(session=session).ok
