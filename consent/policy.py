@@ -56,11 +56,11 @@ __all__ = [
     "on_grant_stopped",
 ]
 
-_grant: sa.Table = ConsentGrant.__table__  # type: ignore[assignment]
-_permission: sa.Table = ConsentPermission.__table__  # type: ignore[assignment]
-_client: sa.Table = Client.__table__  # type: ignore[assignment]
-_objection: sa.Table = Objection.__table__  # type: ignore[assignment]
-_event: sa.Table = ConsentEvent.__table__  # type: ignore[assignment]
+_grant: sa.Table = ConsentGrant.__table__  # type: ignore[attr-defined]
+_permission: sa.Table = ConsentPermission.__table__  # type: ignore[attr-defined]
+_client: sa.Table = Client.__table__  # type: ignore[attr-defined]
+_objection: sa.Table = Objection.__table__  # type: ignore[attr-defined]
+_event: sa.Table = ConsentEvent.__table__  # type: ignore[attr-defined]
 
 # Children per bulk query: keeps the IN list under SQLite's bound-parameter limit.
 _STUDENT_CHUNK = 5_000
@@ -126,9 +126,7 @@ def _utc(at: datetime | None) -> datetime:
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
-def _live(
-    status: GrantStatus, starts_at: datetime, expires_at: datetime | None, at: datetime
-) -> bool:
+def _live(status: GrantStatus, starts_at: datetime, expires_at: datetime | None, at: datetime) -> bool:
     return (
         status is GrantStatus.active
         and _utc(starts_at) <= at
@@ -302,9 +300,7 @@ def authorize_many(
     if not wanted:
         return {}
     query = (
-        sa.select(
-            _permission.c.student_id, _permission.c.scope, sa.func.max(_permission.c.grant_id)
-        )
+        sa.select(_permission.c.student_id, _permission.c.scope, sa.func.max(_permission.c.grant_id))
         .join(_grant, _grant.c.id == _permission.c.grant_id)
         .where(
             _permission.c.purpose == purpose,
@@ -410,9 +406,7 @@ def _stopped(
         status=status,
         stopped_at=_utc(stopped_at),
         scopes=frozenset(Scope(s) for s in row["scopes"]),
-        purposes=frozenset(
-            [only_purpose] if only_purpose else (Purpose(p) for p in row["purposes"])
-        ),
+        purposes=frozenset([only_purpose] if only_purpose else (Purpose(p) for p in row["purposes"])),
     )
 
 

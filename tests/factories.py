@@ -76,9 +76,7 @@ def make_student(session: Session, *, school: School | None = None, **overrides:
     return student
 
 
-def make_guardian(
-    session: Session, *, student: Student | None = None, **overrides: object
-) -> Guardian:
+def make_guardian(session: Session, *, student: Student | None = None, **overrides: object) -> Guardian:
     """A guardian; with `student`, also their verified link to that child."""
     n = next(_serial)
     values: dict[str, object] = {
@@ -93,9 +91,7 @@ def make_guardian(
     session.flush()
     if student is not None:
         assert guardian.id is not None and student.id is not None
-        session.add(
-            GuardianLink(guardian_id=guardian.id, student_id=student.id, verified_at=utcnow())
-        )
+        session.add(GuardianLink(guardian_id=guardian.id, student_id=student.id, verified_at=utcnow()))
         session.flush()
     return guardian
 

@@ -19,8 +19,8 @@ from app.core.types import utcnow
 USE = "use"
 """The action of every read of child data; the guardian's "who used my child's data" lists these."""
 
-_ENTRY_TABLE: sa.Table = AuditEntry.__table__  # type: ignore[assignment]
-_HEAD_TABLE: sa.Table = AuditChainHead.__table__  # type: ignore[assignment]
+_ENTRY_TABLE: sa.Table = AuditEntry.__table__  # type: ignore[attr-defined]
+_HEAD_TABLE: sa.Table = AuditChainHead.__table__  # type: ignore[attr-defined]
 # Rows per INSERT statement in a bulk append: large enough to amortise round trips, small
 # enough to stay under SQLite's bound-parameter limit (15 columns x 2,000 rows).
 _INSERT_BATCH = 2_000

@@ -1,7 +1,7 @@
 """consent grants and audit log
 
 Revision ID: 9b703f684c7d
-Revises: 791757fa71a7
+Revises: 902a7b81ce80
 Create Date: 2026-11-23 09:39:38.243241
 """
 
@@ -34,7 +34,7 @@ _SQLITE_APPEND_ONLY = [
 ]
 
 revision: str = '9b703f684c7d'
-down_revision: str | None = '791757fa71a7'
+down_revision: str | None = '902a7b81ce80'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

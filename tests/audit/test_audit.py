@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlalchemy.exc import DatabaseError
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 from typer.testing import CliRunner
 
 from app.audit import service as audit
@@ -20,9 +20,7 @@ from app.core.config import get_settings
 from app.core.db import get_engine, make_engine
 from app.core.migrate import upgrade
 
-STAFF = Actor(
-    kind=ActorKind.staff, ref="staff:t.tanaka", organisation="加賀市立第一中学校", role="担任"
-)
+STAFF = Actor(kind=ActorKind.staff, ref="staff:t.tanaka", organisation="加賀市立第一中学校", role="担任")
 
 
 def _entry(student_id: int, action: str = audit.USE) -> audit.Entry:
@@ -41,10 +39,9 @@ def test_appends_form_one_chain_in_order(session: Session) -> None:
     first = audit.append(session=session, entry=_entry(1))
     rest = audit.append_many(session=session, entries=[_entry(2), _entry(3)])
     assert rest == [first + 1, first + 2]
-    rows = session.exec(
-        sa.select(AuditEntry).where(AuditEntry.seq >= first).order_by(AuditEntry.seq)  # type: ignore[arg-type]
+    entries = session.exec(
+        select(AuditEntry).where(AuditEntry.seq >= first).order_by(col(AuditEntry.seq))
     ).all()
-    entries = [row[0] for row in rows]
     assert [e.student_id for e in entries] == [1, 2, 3]
     assert entries[1].prev_hash == entries[0].hash and entries[2].prev_hash == entries[1].hash
     assert audit.verify(session=session).ok
@@ -69,9 +66,7 @@ def test_uses_of_child_lists_only_allowed_uses_newest_first(session: Session) ->
     assert [u.scope for u in uses] == ["school.mood", "school.attendance"]
 
 
-@pytest.mark.parametrize(
-    "statement", ["UPDATE audit_entry SET actor_ref = 'x'", "DELETE FROM audit_entry"]
-)
+@pytest.mark.parametrize("statement", ["UPDATE audit_entry SET actor_ref = 'x'", "DELETE FROM audit_entry"])
 def test_database_refuses_update_and_delete(session: Session, statement: str) -> None:
     audit.append(session=session, entry=_entry(1))
     with pytest.raises(DatabaseError, match="append-only"), session.begin_nested():
@@ -115,8 +110,7 @@ def _verify(engine: Engine) -> audit.Verification:
         ("DELETE FROM audit_entry WHERE seq = 5", 5, "removed"),
         # Renumbering after a deletion hides the gap; the chain still shows the break.
         (
-            "DELETE FROM audit_entry WHERE seq = 2; UPDATE audit_entry SET seq = seq - 1 "
-            "WHERE seq > 2",
+            "DELETE FROM audit_entry WHERE seq = 2; UPDATE audit_entry SET seq = seq - 1 WHERE seq > 2",
             2,
             "reordered",
         ),
@@ -144,9 +138,7 @@ def test_verify_reports_swapped_entries_as_reordered(own_database: Engine) -> No
 def test_cli_verify_exits_non_zero_on_tampering(
     own_database: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(
-        "TSUNAGU_DATABASE_URL", own_database.url.render_as_string(hide_password=False)
-    )
+    monkeypatch.setenv("TSUNAGU_DATABASE_URL", own_database.url.render_as_string(hide_password=False))
     get_settings.cache_clear()
     get_engine.cache_clear()
     try:

@@ -26,9 +26,7 @@ EARLY, INFO = Purpose.early_support, Purpose.support_info
 def _authorize(
     session: Session, student_id: int, scope: Scope, purpose: Purpose = EARLY, actor: Actor = STAFF
 ) -> policy.Decision:
-    return policy.authorize(
-        session=session, actor=actor, student_id=student_id, scope=scope, purpose=purpose
-    )
+    return policy.authorize(session=session, actor=actor, student_id=student_id, scope=scope, purpose=purpose)
 
 
 def test_allowed_use_names_the_grant_and_appears_in_the_familys_list(session: Session) -> None:
@@ -46,9 +44,7 @@ def test_allowed_use_names_the_grant_and_appears_in_the_familys_list(session: Se
 
 def test_check_decides_without_recording(session: Session) -> None:
     grant = make_grant(session)
-    assert policy.check(
-        session=session, student_id=grant.student_id, scope=ATTENDANCE, purpose=EARLY
-    ).allowed
+    assert policy.check(session=session, student_id=grant.student_id, scope=ATTENDANCE, purpose=EARLY).allowed
     assert audit.uses_of_child(session=session, student_id=grant.student_id) == []
 
 
@@ -63,9 +59,7 @@ def test_grant_covers_exactly_what_was_approved(
     session: Session, scope: Scope, purpose: Purpose, reason: str
 ) -> None:
     grant = make_grant(session, scopes=[ATTENDANCE], purposes=[EARLY])
-    assert _authorize(session, grant.student_id, scope, purpose) == policy.Decision(
-        False, None, reason
-    )
+    assert _authorize(session, grant.student_id, scope, purpose) == policy.Decision(False, None, reason)
     # A refusal is audited but is not a use of the child's data.
     assert audit.uses_of_child(session=session, student_id=grant.student_id) == []
 
@@ -78,9 +72,7 @@ def test_child_without_grant_is_refused(session: Session) -> None:
 
 def test_pause_resume_and_revoke_take_effect_at_once(session: Session) -> None:
     grant = make_grant(session)
-    consent_service.transition(
-        session=session, grant=grant, kind=GrantEventKind.paused, actor=GUARDIAN_ACTOR
-    )
+    consent_service.transition(session=session, grant=grant, kind=GrantEventKind.paused, actor=GUARDIAN_ACTOR)
     assert _authorize(session, grant.student_id, ATTENDANCE).reason == "grant_paused"
     consent_service.transition(
         session=session, grant=grant, kind=GrantEventKind.resumed, actor=GUARDIAN_ACTOR
@@ -104,9 +96,7 @@ def test_pause_resume_and_revoke_take_effect_at_once(session: Session) -> None:
 
 def test_expiry_and_start_are_honoured(session: Session) -> None:
     now = utcnow()
-    expired = make_grant(
-        session, starts_at=now - timedelta(days=10), expires_at=now - timedelta(days=1)
-    )
+    expired = make_grant(session, starts_at=now - timedelta(days=10), expires_at=now - timedelta(days=1))
     future = make_grant(session, starts_at=now + timedelta(days=1))
     assert _authorize(session, expired.student_id, ATTENDANCE).reason == "grant_expired"
     assert _authorize(session, future.student_id, ATTENDANCE).reason == "grant_pending"
@@ -123,24 +113,18 @@ def test_expiry_and_start_are_honoured(session: Session) -> None:
 
 def test_partner_grants_and_municipal_grants_do_not_cover_each_other(session: Session) -> None:
     client = make_client(session)
-    partner = Actor(
-        kind=ActorKind.partner_client, ref=client.client_id, organisation=client.organisation
-    )
+    partner = Actor(kind=ActorKind.partner_client, ref=client.client_id, organisation=client.organisation)
     municipal = make_grant(session)
     partner_grant = make_grant(session, client=client)
     assert not _authorize(session, municipal.student_id, ATTENDANCE, actor=partner).allowed
     assert not _authorize(session, partner_grant.student_id, ATTENDANCE, actor=STAFF).allowed
     assert (
-        _authorize(session, partner_grant.student_id, ATTENDANCE, actor=partner).grant_id
-        == partner_grant.id
+        _authorize(session, partner_grant.student_id, ATTENDANCE, actor=partner).grant_id == partner_grant.id
     )
     client.is_active = False
     session.add(client)
     session.flush()
-    assert (
-        _authorize(session, partner_grant.student_id, ATTENDANCE, actor=partner).reason
-        == "client_unknown"
-    )
+    assert _authorize(session, partner_grant.student_id, ATTENDANCE, actor=partner).reason == "client_unknown"
 
 
 def test_student_objection_stops_use_for_that_purpose_only(session: Session) -> None:
@@ -183,8 +167,7 @@ def test_authorize_many_returns_allowed_scopes_and_records_each_use(
         only_mood.student_id: {MOOD: only_mood.id},
     }
     recorded = {
-        (u.scope, u.actor_kind)
-        for u in audit.uses_of_child(session=session, student_id=both.student_id)
+        (u.scope, u.actor_kind) for u in audit.uses_of_child(session=session, student_id=both.student_id)
     }
     assert recorded == {("school.attendance", "screening"), ("school.mood", "screening")}
     assert audit.uses_of_child(session=session, student_id=other_purpose.student_id) == []
@@ -192,9 +175,7 @@ def test_authorize_many_returns_allowed_scopes_and_records_each_use(
 
 def test_authorize_many_without_ids_covers_every_consenting_child(session: Session) -> None:
     grants = [make_grant(session) for _ in range(3)]
-    allowed = policy.authorize_many(
-        session=session, actor=SCREENING, scopes=[ATTENDANCE], purpose=EARLY
-    )
+    allowed = policy.authorize_many(session=session, actor=SCREENING, scopes=[ATTENDANCE], purpose=EARLY)
     assert {g.student_id for g in grants} <= set(allowed)
 
 
@@ -237,9 +218,7 @@ def test_a_failing_stop_callback_refuses_the_revocation(
 def test_grants_expiring_by_time_are_reported_as_stopped(session: Session) -> None:
     now = utcnow()
     grant = make_grant(session, expires_at=now + timedelta(hours=1))
-    stopped = policy.grants_stopped_since(
-        session=session, since=now, until=now + timedelta(hours=2)
-    )
+    stopped = policy.grants_stopped_since(session=session, since=now, until=now + timedelta(hours=2))
     assert [(s.grant_id, s.status) for s in stopped] == [(grant.id, "expired")]
 
 
