@@ -15,7 +15,9 @@ import uvicorn
 
 # (label for the demo's URL list, "module:factory", demo port). Ports match the defaults in
 # app/core/config.py (TSUNAGU_*_URL).
-STAND_INS: list[tuple[str, str, int]] = []
+STAND_INS: list[tuple[str, str, int]] = [
+    ("LINE stand-in / phone simulator", "mocks.line.app:create_app", 8105),
+]
 
 
 async def serve_all(host: str, print_urls: bool) -> None:
