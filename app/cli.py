@@ -17,10 +17,12 @@ from rich.console import Console
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.audit.cli import audit_cli
-from app.core.config import get_settings
-from app.core.db import get_engine
+from app.core.config import Mode, get_settings
+from app.core.db import get_engine, session_scope
 from app.core.errors import AppError
 from app.core.migrate import current_revision, downgrade, head_revision, pending_reason, upgrade
+from app.staff import accounts as staff_accounts
+from app.staff.cli import staff_cli
 
 console = Console(stderr=True)
 cli = typer.Typer(
@@ -34,6 +36,7 @@ openapi_cli = typer.Typer(help="OpenAPI 文書 / The OpenAPI document.", no_args
 cli.add_typer(db_cli, name="db")
 cli.add_typer(openapi_cli, name="openapi")
 cli.add_typer(audit_cli, name="audit")
+cli.add_typer(staff_cli, name="staff")
 
 OPENAPI_PATH = Path(__file__).resolve().parents[1] / "openapi" / "openapi.json"
 
@@ -121,13 +124,16 @@ def run(
     if not is_seeded(engine):
         console.print("デモデータを作成しています / seeding the demo world …")
         load_world(engine, students=students, seed=20261123, force=False, progress=True)
+    if get_settings().mode is Mode.demo:
+        with session_scope(engine) as session:
+            staff_accounts.seed_demo_accounts(session=session)
     stand_ins = _start_stand_ins(host)
     base = f"http://{host}:{port}"
     console.rule("つなぐ tsunagu demo")
     for label, url in [
         ("トップ / home", f"{base}/"),
         ("保護者 / guardian", f"{base}/guardian/"),
-        ("職員 / staff console", f"{base}/staff/"),
+        ("職員 / staff console", f"{base}/staff/  (demo-school-leader / demo-school-leader …)"),
         ("公開ページ / transparency", f"{base}/transparency"),
         ("API (OpenAPI)", f"{base}/docs"),
         ("health", f"{base}/healthz  {base}/readyz"),

@@ -16,6 +16,8 @@ from app import health
 from app.core.config import get_settings
 from app.core.handlers import add_exception_handlers
 from app.core.logging import configure_logging, request_id_var
+from app.staff import deps as staff_deps
+from app.staff.router import router as staff_router
 from app.web import templates
 
 log = logging.getLogger("tsunagu.http")
@@ -36,6 +38,8 @@ def create_app() -> FastAPI:
     add_exception_handlers(app)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     app.include_router(health.router)
+    app.include_router(staff_router)
+    staff_deps.install(app)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def home(request: Request) -> HTMLResponse:

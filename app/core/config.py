@@ -37,6 +37,12 @@ class Settings(BaseSettings):
     secret_key: SecretStr = SecretStr(DEFAULT_SECRET)
     """Signs session cookies and CSRF tokens."""
 
+    rate_limit_storage_url: str = Field(
+        default="memory://",
+        description="Where sign-in failures are counted (limits storage URI): memory:// for one "
+        "process, redis://host:6379 when several app processes share the counts",
+    )
+
     # Upstream systems outside the municipality (stand-ins in demo mode).
     myna_portal_url: str = "http://127.0.0.1:8101"
     national_id_url: str = "http://127.0.0.1:8102"

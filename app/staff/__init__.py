@@ -1,0 +1,1 @@
+"""The staff console: sign-in, roles and scopes, observations, the child timeline, the alert workflow."""

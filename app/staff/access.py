@@ -1,0 +1,141 @@
+"""The roles × reach × data-categories matrix, written once: every staff page and test reads it.
+
+Seed 003: データ閲覧できる人は守秘義務のある専門家に限る — household and benefit facts from Myna
+Portal are shown only to roles bound by professional confidentiality (SC, SSW, municipal case
+workers), never to a homeroom teacher. The administrator configures the system and sees no
+child data at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlmodel import Session
+
+from app.core.errors import NotFound
+from app.roster.models import School, StaffRole, StaffUser, Student
+from consent.scopes import Scope, Wording
+
+
+class Reach(StrEnum):
+    """Which children a role may look at, at most (the consent still decides each category)."""
+
+    homeroom = "homeroom"  # the staff member's own homeroom
+    school = "school"  # every child of the staff member's school
+    municipality = "municipality"  # every child of the municipality's schools
+    nobody = "nobody"  # configuration only
+
+
+SCHOOL_RECORDS = frozenset(
+    {
+        Scope.school_attendance,
+        Scope.school_nurse_visits,
+        Scope.school_grades,
+        Scope.school_mood,
+        Scope.school_learning,
+        Scope.school_fees,
+    }
+)
+WELFARE_FACTS = frozenset({Scope.school_aid, Scope.myna_household, Scope.myna_benefits})
+ALL_CATEGORIES = SCHOOL_RECORDS | WELFARE_FACTS
+
+
+@dataclass(frozen=True)
+class RoleRule:
+    wording: Wording
+    reach: Reach
+    categories: frozenset[Scope]
+    """The data categories of a child in reach that the role may see, when the family consented."""
+    may_decide: bool
+    """May hold a case meeting, close or dismiss an alert (a decision about a child)."""
+    may_observe: bool
+    """May record a 日常所見 (daily observation)."""
+    confidentiality: bool
+    """Bound by professional confidentiality (守秘義務): may see household and benefit facts."""
+
+
+MATRIX: dict[StaffRole, RoleRule] = {
+    StaffRole.homeroom_teacher: RoleRule(
+        Wording("担任", "Homeroom teacher"),
+        Reach.homeroom,
+        SCHOOL_RECORDS,
+        may_decide=False,
+        may_observe=True,
+        confidentiality=False,
+    ),
+    StaffRole.school_nurse: RoleRule(
+        Wording("養護教諭", "School nurse"),
+        Reach.school,
+        frozenset({Scope.school_attendance, Scope.school_nurse_visits, Scope.school_mood}),
+        may_decide=False,
+        may_observe=True,
+        confidentiality=False,
+    ),
+    StaffRole.school_leader: RoleRule(
+        Wording("学校管理職", "School leader"),
+        Reach.school,
+        SCHOOL_RECORDS | {Scope.school_aid},
+        may_decide=True,
+        may_observe=False,
+        confidentiality=False,
+    ),
+    StaffRole.school_counselor: RoleRule(
+        Wording("スクールカウンセラー", "School counsellor (SC)"),
+        Reach.school,
+        ALL_CATEGORIES,
+        may_decide=True,
+        may_observe=True,
+        confidentiality=True,
+    ),
+    StaffRole.school_social_worker: RoleRule(
+        Wording("スクールソーシャルワーカー", "School social worker (SSW)"),
+        Reach.school,
+        ALL_CATEGORIES,
+        may_decide=True,
+        may_observe=True,
+        confidentiality=True,
+    ),
+    StaffRole.case_worker: RoleRule(
+        Wording("こども家庭センター", "Municipal case worker"),
+        Reach.municipality,
+        ALL_CATEGORIES,
+        may_decide=True,
+        may_observe=False,
+        confidentiality=True,
+    ),
+    StaffRole.administrator: RoleRule(
+        Wording("管理者", "Administrator"),
+        Reach.nobody,
+        frozenset(),
+        may_decide=False,
+        may_observe=False,
+        confidentiality=False,
+    ),
+}
+
+
+def rule_for(staff: StaffUser) -> RoleRule:
+    return MATRIX[staff.role]
+
+
+def in_reach(*, session: Session, staff: StaffUser, student: Student) -> bool:
+    """Whether the child is within the staff member's reach (homeroom, school or municipality)."""
+    reach = MATRIX[staff.role].reach
+    if reach is Reach.homeroom:
+        return staff.homeroom_id is not None and student.homeroom_id == staff.homeroom_id
+    if reach is Reach.school:
+        return staff.school_id is not None and student.school_id == staff.school_id
+    if reach is Reach.municipality:
+        school = session.get(School, student.school_id)
+        return school is not None and school.municipality_id == staff.municipality_id
+    return False
+
+
+def child_in_reach(*, session: Session, staff: StaffUser, student_id: int) -> Student:
+    """The child, or NotFound: a child outside reach is indistinguishable from no child (no 403),
+    so ids cannot be probed."""
+    student = session.get(Student, student_id)
+    if student is None or not in_reach(session=session, staff=staff, student=student):
+        raise NotFound("お探しの児童生徒は見つかりません。 / No such child.")
+    return student
