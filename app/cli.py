@@ -111,6 +111,19 @@ def serve(
 
 
 @cli.command()
+def worker(
+    workers: Annotated[int, typer.Option(min=1, help="並列数 / worker threads")] = 2,
+) -> None:
+    """バックグラウンド処理を動かす / Run background and periodic jobs (sync, screening, LINE outbox)."""
+    from app.worker import run_worker
+
+    reason = pending_reason(get_engine())
+    if reason:
+        raise AppError(reason)
+    run_worker(workers=workers)
+
+
+@cli.command()
 def run(
     host: Annotated[str, typer.Option(help="待ち受けアドレス / bind address")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="ポート / port")] = 8000,
@@ -128,6 +141,7 @@ def run(
         with session_scope(engine) as session:
             staff_accounts.seed_demo_accounts(session=session)
     stand_ins = _start_stand_ins(host)
+    _children.append(_spawn("-m", "app.cli", "worker", "--workers", "2"))
     base = f"http://{host}:{port}"
     console.rule("つなぐ tsunagu demo")
     for label, url in [
@@ -149,6 +163,14 @@ def run(
 
 
 _children: list[subprocess.Popen[bytes]] = []
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _spawn(*args: str, stdout: int | None = None) -> subprocess.Popen[bytes]:
+    """A child process of our own interpreter, in the project root, with our environment."""
+    return subprocess.Popen(  # noqa: S603 - our own interpreter and modules
+        [sys.executable, *args], cwd=PROJECT_ROOT, stdout=stdout, env=os.environ.copy()
+    )
 
 
 def _start_stand_ins(host: str) -> list[tuple[str, str]]:
@@ -156,15 +178,7 @@ def _start_stand_ins(host: str) -> list[tuple[str, str]]:
 
     They run as a separate program so that nothing of the product imports them.
     """
-    root = Path(__file__).resolve().parents[1]
-    if not (root / "mocks" / "__main__.py").exists():
-        return []
-    process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "mocks", "--host", host, "--print-urls"],
-        cwd=root,
-        stdout=subprocess.PIPE,
-        env=os.environ.copy(),
-    )
+    process = _spawn("-m", "mocks", "--host", host, "--print-urls", stdout=subprocess.PIPE)
     _children.append(process)
     urls: list[tuple[str, str]] = []
     deadline = time.monotonic() + 30
@@ -214,3 +228,7 @@ def _redact(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
         return "<unparseable TSUNAGU_DATABASE_URL>"
+
+
+if __name__ == "__main__":
+    main()

@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     timezone: str = "Asia/Tokyo"
     public_base_url: str = "http://127.0.0.1:8000"
     log_level: str = "INFO"
+    redis_url: str | None = Field(
+        default=None, description="Redis for the job queue in production; unset: an SQLite file"
+    )
+    jobs_path: Path = Path("var/jobs.db")
 
     secret_key: SecretStr = SecretStr(DEFAULT_SECRET)
     """Signs session cookies and CSRF tokens."""

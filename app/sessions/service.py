@@ -7,7 +7,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 
 from fastapi import Request, Response
-from sqlmodel import Session, col, select, update
+from sqlmodel import Session, col, delete, select, update
 
 from app.core.config import Mode, get_settings
 from app.core.errors import Forbidden
@@ -137,3 +137,16 @@ async def verify_form_csrf(*, request: Request, web_session: WebSession | None) 
         web_session.csrf_token if web_session is not None else request.cookies.get(PRE_SESSION_CSRF_COOKIE)
     )
     verify_csrf(expected=expected, submitted=submitted if isinstance(submitted, str) else None)
+
+
+def purge_stale(*, session: Session) -> int:
+    """Delete sessions that can no longer be resumed (ended, idle or past their absolute life)."""
+    now = utcnow()
+    result = session.exec(
+        delete(WebSession).where(
+            (col(WebSession.ended_at).is_not(None))
+            | (col(WebSession.last_seen_at) < now - IDLE_TIMEOUT)
+            | (col(WebSession.created_at) < now - ABSOLUTE_TIMEOUT)
+        )
+    )
+    return int(result.rowcount or 0)
