@@ -19,6 +19,7 @@ from app.core.logging import configure_logging, request_id_var
 from app.staff import deps as staff_deps
 from app.staff.router import router as staff_router
 from app.web import templates
+from notify.router import router as notify_router
 
 log = logging.getLogger("tsunagu.http")
 
@@ -39,6 +40,7 @@ def create_app() -> FastAPI:
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     app.include_router(health.router)
     app.include_router(staff_router)
+    app.include_router(notify_router)
     staff_deps.install(app)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

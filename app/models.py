@@ -32,6 +32,7 @@ from consent.models import (
     ConsentPermission,
     Objection,
 )
+from notify import models as _notify_models  # noqa: F401  (notify's tables)
 from rules.models import Alert, AlertEvent, ReviewCapacity, RulePromotion, ScreeningRun, Signal
 
 __all__ = [

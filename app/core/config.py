@@ -59,6 +59,19 @@ class Settings(BaseSettings):
     line_api_url: str = "http://127.0.0.1:8105"
     line_channel_secret: SecretStr = SecretStr(DEFAULT_SECRET)
     line_channel_access_token: SecretStr = SecretStr(DEFAULT_SECRET)
+    line_access_url: str = Field(
+        default="http://127.0.0.1:8105",
+        description="Where the account-link dialog lives: https://access.line.me in production",
+    )
+    line_multicast_per_second: float = Field(default=200.0, gt=0, description="the channel's multicast limit")
+    line_push_per_second: float = Field(default=2000.0, gt=0)
+    notify_quiet_start_hour: int = Field(default=21, ge=0, le=23, description="no sends from (JST)")
+    notify_quiet_end_hour: int = Field(default=7, ge=0, le=23, description="… until (JST)")
+    notify_max_per_week: int = Field(default=3, ge=1, description="notices per recipient per 7 days")
+    notify_contact_ja: str = "つなぐ市 こども家庭センター（電話 0000-00-0000／平日 8:30〜17:15）"
+    notify_contact_en: str = (
+        "Tsunagu City Children and Families Center (tel. 0000-00-0000, weekdays 8:30-17:15)"
+    )
 
     @property
     def is_sqlite(self) -> bool:

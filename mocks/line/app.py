@@ -85,6 +85,11 @@ def line_error(status: int, message: str, details: Problems | None = None, **hea
     return JSONResponse(body, status_code=status, headers={"x-line-request-id": uuid.uuid4().hex, **headers})
 
 
+def sign(secret: str, body: bytes) -> str:
+    """The platform's x-line-signature: Base64(HMAC-SHA256(channel secret, raw body))."""
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
 def _safe_uri(value: object) -> str | None:
     return value if isinstance(value, str) and value.startswith(("http://", "https://")) else None
 
@@ -174,10 +179,9 @@ def create_app(config: Config | None = None) -> FastAPI:
         if redelivery:
             events = [{**e, "deliveryContext": {"isRedelivery": True}} for e in events]
         body = orjson.dumps({"destination": channel.config.bot_user_id, "events": events})
-        digest = hmac.new(channel.config.channel_secret.encode(), body, hashlib.sha256).digest()
         headers = {
             "content-type": "application/json; charset=utf-8",
-            "x-line-signature": base64.b64encode(digest).decode(),
+            "x-line-signature": sign(channel.config.channel_secret, body),
             "user-agent": "LineBotWebhook/2.0",
         }
         status: int | None

@@ -19,7 +19,7 @@ from linebot.v3.messaging import (
 )
 from linebot.v3.messaging.exceptions import ApiException
 
-from tests.mocks.conftest import SECRET, StandIn
+from tests.line_standin import SECRET, StandIn
 
 
 def texts(standin: StandIn, user_id: str) -> list[str]:
