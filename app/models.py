@@ -25,6 +25,7 @@ from app.sources.models import (
     NurseVisit,
     SchoolAidStatus,
 )
+from app.staff.models import CaseMeeting, CaseNote, StaffObservation, SupportAction
 from consent.models import (
     Client,
     ConsentEvent,
@@ -43,6 +44,8 @@ __all__ = [
     "AuditChainHead",
     "AuditEntry",
     "BenefitStatus",
+    "CaseMeeting",
+    "CaseNote",
     "Client",
     "ConsentEvent",
     "ConsentGrant",
@@ -65,7 +68,9 @@ __all__ = [
     "SchoolDay",
     "ScreeningRun",
     "Signal",
+    "StaffObservation",
     "StaffUser",
     "Student",
+    "SupportAction",
     "WebSession",
 ]

@@ -139,3 +139,24 @@ def child_in_reach(*, session: Session, staff: StaffUser, student_id: int) -> St
     if student is None or not in_reach(session=session, staff=staff, student=student):
         raise NotFound("お探しの児童生徒は見つかりません。 / No such child.")
     return student
+
+
+def matrix_markdown() -> str:
+    """The matrix as the README shows it; a test keeps the README equal to this."""
+    reach_words = {
+        Reach.homeroom: "担任する学級 own homeroom",
+        Reach.school: "所属校 own school",
+        Reach.municipality: "市内全校 municipality",
+        Reach.nobody: "なし（設定のみ） none",
+    }
+    categories = sorted(ALL_CATEGORIES, key=list(Scope).index)
+    head = "| 役割 role | 範囲 reach | " + " | ".join(f"`{scope.value}`" for scope in categories)
+    head += " | 判断 decide | 所見 observe |"
+    lines = [head, "|" + "---|" * (len(categories) + 4)]
+    for rule in MATRIX.values():
+        marks = " | ".join("✓" if scope in rule.categories else "—" for scope in categories)
+        decide = "✓" if rule.may_decide else "—"
+        observe = "✓" if rule.may_observe else "—"
+        role = f"{rule.wording.ja} {rule.wording.en}"
+        lines.append(f"| {role} | {reach_words[rule.reach]} | {marks} | {decide} | {observe} |")
+    return "\n".join(lines) + "\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -10,9 +11,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from app.core.deps import SessionDep
 from app.sessions import service as web_sessions
 from app.sessions.models import PrincipalKind
-from app.staff import accounts
+from app.staff import accounts, service, timeline
 from app.staff.deps import CurrentStaff, safe_next
-from app.staff.web import render
+from app.staff.models import OBSERVATION_WORDING, ObservationCategory
+from app.staff.web import local_today, render
+from consent.scopes import SCOPE_WORDING, Scope
 
 router = APIRouter(prefix="/staff", include_in_schema=False)
 
@@ -85,3 +88,49 @@ async def sign_out(request: Request, session: SessionDep, current: CurrentStaff)
 def home(request: Request, current: CurrentStaff) -> HTMLResponse:
     """The console's front page: who is signed in, and what they can do here."""
     return render(request, "staff/home.html", {"current": current})
+
+
+@router.get("/children", response_class=HTMLResponse)
+def children(request: Request, session: SessionDep, current: CurrentStaff, q: str = "") -> HTMLResponse:
+    """児童生徒を探す / Find a child within reach (roster only: no consented data)."""
+    found = service.find_children(session=session, staff=current.staff, query=q[:64])
+    return render(request, "staff/children.html", {"current": current, "q": q, "children": found})
+
+
+@router.get("/children/{student_id}", response_class=HTMLResponse)
+def child_timeline(
+    request: Request, session: SessionDep, current: CurrentStaff, student_id: int, end: date | None = None
+) -> HTMLResponse:
+    """こどもの経過 / One child's timeline: only what the role and the consent allow."""
+    view = service.open_child(session=session, staff=current.staff, student_id=student_id)
+    chart = timeline.build(session=session, view=view, end=end or local_today())
+    return render(
+        request,
+        "staff/child.html",
+        {
+            "current": current,
+            "view": view,
+            "timeline": chart,
+            "svg": timeline.render_svg(chart),
+            "observation_categories": OBSERVATION_WORDING,
+            "scope_wording": SCOPE_WORDING,
+            "Scope": Scope,
+        },
+    )
+
+
+@router.post("/children/{student_id}/observations")
+async def add_observation(
+    request: Request,
+    session: SessionDep,
+    current: CurrentStaff,
+    student_id: int,
+    category: Annotated[ObservationCategory, Form()],
+    note: Annotated[str, Form(min_length=1, max_length=400)],
+) -> Response:
+    """日常所見を記録する / Record a daily observation about a child in reach."""
+    await web_sessions.verify_form_csrf(request=request, web_session=current.web_session)
+    service.record_observation(
+        session=session, staff=current.staff, student_id=student_id, category=category, note=note
+    )
+    return RedirectResponse(f"/staff/children/{student_id}#observations", status_code=303)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
 from starlette.responses import HTMLResponse
 
+from app.core.config import get_settings
 from app.staff.access import MATRIX
 from app.web import TEMPLATE_DIRS
 
@@ -21,3 +24,8 @@ def render(request: Request, name: str, context: dict[str, Any], *, status_code:
     # Pages about children must not stay in a shared computer's cache or history.
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def local_today() -> date:
+    """Today where the schools are (the settings' time zone), not where the server is."""
+    return datetime.now(ZoneInfo(get_settings().timezone)).date()

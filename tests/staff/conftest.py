@@ -117,7 +117,10 @@ def sign_in_directly(client: httpx.AsyncClient, session: Session, staff: StaffUs
         principal_kind=PrincipalKind.staff,
         principal_id=staff.id,
     )
-    cookie: SimpleCookie = SimpleCookie(response.headers["set-cookie"])
+    # Committed as a real sign-in would be: a request that fails later rolls back only itself.
+    session.commit()
+    # start() first clears any old cookie, then sets the new one: the last header wins.
+    cookie: SimpleCookie = SimpleCookie(response.headers.getlist("set-cookie")[-1])
     client.cookies.set(web_sessions.SESSION_COOKIE, cookie[web_sessions.SESSION_COOKIE].value)
     return web_session.csrf_token
 
