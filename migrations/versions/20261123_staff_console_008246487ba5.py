@@ -1,7 +1,7 @@
 """Staff console: daily observations, case meetings, support actions, case notes.
 
 Revision ID: 008246487ba5
-Revises: 9b703f684c7d
+Revises: 40c51a652c58
 Create Date: 2026-11-23 09:50:14.879821
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 
 
 revision: str = '008246487ba5'
-down_revision: str | None = '9b703f684c7d'
+down_revision: str | None = '40c51a652c58'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
