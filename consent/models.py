@@ -132,3 +132,104 @@ class Objection(SQLModel, table=True):
     raised_at: datetime = Field(default_factory=utcnow, sa_type=aware_datetime())
     message: str | None = Field(default=None, max_length=500)
     resolved_at: datetime | None = Field(default=None, sa_type=aware_datetime())
+
+
+class AuthorizationRequest(SQLModel, table=True):
+    """An authorization request held server-side: pushed by a client (RFC 9126), or waiting
+    on the consent page for the guardian's decision. Single use; only a hash of its handle."""
+
+    __tablename__ = "oauth_authorization_request"
+
+    id: int | None = Field(default=None, primary_key=True)
+    handle_hash: str = Field(max_length=64, unique=True)
+    client_id: int = Field(foreign_key="oauth_client.id", index=True)
+    params: dict[str, str] = Field(sa_type=sa.JSON)
+    pushed: bool = False
+    created_at: datetime = Field(default_factory=utcnow, sa_type=aware_datetime())
+    expires_at: datetime = Field(sa_type=aware_datetime())
+    used_at: datetime | None = Field(default=None, sa_type=aware_datetime())
+
+
+class AuthorizationCode(SQLModel, table=True):
+    """A single-use authorization code (stored hashed), bound to client, redirect URI and PKCE."""
+
+    __tablename__ = "oauth_authorization_code"
+
+    id: int | None = Field(default=None, primary_key=True)
+    code_hash: str = Field(max_length=64, unique=True)
+    client_id: int = Field(foreign_key="oauth_client.id", index=True)
+    guardian_id: int = Field(foreign_key="guardian.id", index=True)
+    grant_id: int = Field(foreign_key="consent_grant.id", index=True)
+    redirect_uri: str = Field(max_length=512)
+    scope: str = Field(max_length=1024)
+    code_challenge: str | None = Field(default=None, max_length=128)
+    code_challenge_method: str | None = Field(default=None, max_length=8)
+    issued_at: datetime = Field(default_factory=utcnow, sa_type=aware_datetime())
+    expires_at: datetime = Field(sa_type=aware_datetime())
+    used_at: datetime | None = Field(default=None, sa_type=aware_datetime())
+
+
+class OAuthToken(SQLModel, table=True):
+    """One issued access token (a JWT, known here by its jti) and its refresh token (hashed).
+
+    Every refresh rotates into a new row of the same `family_id`; a replayed refresh token
+    revokes the whole family.
+    """
+
+    __tablename__ = "oauth_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    client_id: int = Field(foreign_key="oauth_client.id", index=True)
+    guardian_id: int = Field(foreign_key="guardian.id", index=True)
+    grant_id: int = Field(foreign_key="consent_grant.id", index=True)
+    code_id: int | None = Field(default=None, foreign_key="oauth_authorization_code.id", index=True)
+    family_id: str = Field(max_length=32, index=True)
+    access_jti: str = Field(max_length=64, unique=True)
+    refresh_hash: str | None = Field(default=None, max_length=64, unique=True)
+    scope: str = Field(max_length=1024)
+    issued_at: datetime = Field(default_factory=utcnow, sa_type=aware_datetime())
+    access_expires_at: datetime = Field(sa_type=aware_datetime())
+    refresh_expires_at: datetime | None = Field(default=None, sa_type=aware_datetime())
+    refresh_used_at: datetime | None = Field(default=None, sa_type=aware_datetime())
+    revoked_at: datetime | None = Field(default=None, sa_type=aware_datetime())
+
+
+class SigningKey(SQLModel, table=True):
+    """A key that signs access tokens and consent receipts. Retired keys lose their private
+    half but keep their public JWK published, so old receipts stay verifiable."""
+
+    __tablename__ = "signing_key"
+
+    kid: str = Field(max_length=64, primary_key=True)
+    algorithm: str = Field(max_length=16)
+    private_pem: str | None = Field(default=None, sa_type=sa.Text)
+    public_jwk: dict[str, str] = Field(sa_type=sa.JSON)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=aware_datetime())
+    retired_at: datetime | None = Field(default=None, sa_type=aware_datetime())
+
+
+class ConsentReceipt(SQLModel, table=True):
+    """The signed receipt (JWS) of a grant, as handed to the family."""
+
+    __tablename__ = "consent_receipt"
+
+    grant_id: int = Field(foreign_key="consent_grant.id", primary_key=True)
+    kid: str = Field(foreign_key="signing_key.kid")
+    jws: str = Field(sa_type=sa.Text)
+    issued_at: datetime = Field(default_factory=utcnow, sa_type=aware_datetime())
+
+
+class InvitationCode(SQLModel, table=True):
+    """A school-issued code that lets a guardian link to one child: random, hashed, single use,
+    expiring; issuing a new one for the child voids the old."""
+
+    __tablename__ = "invitation_code"
+
+    id: int | None = Field(default=None, primary_key=True)
+    student_id: int = Field(foreign_key="student.id", index=True)
+    code_hash: str = Field(max_length=64, unique=True)
+    issued_at: datetime = Field(default_factory=utcnow, sa_type=aware_datetime())
+    expires_at: datetime = Field(sa_type=aware_datetime())
+    used_at: datetime | None = Field(default=None, sa_type=aware_datetime())
+    used_by_guardian_id: int | None = Field(default=None, foreign_key="guardian.id")
+    voided_at: datetime | None = Field(default=None, sa_type=aware_datetime())
