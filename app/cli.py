@@ -23,6 +23,7 @@ from app.core.errors import AppError
 from app.core.migrate import current_revision, downgrade, head_revision, pending_reason, upgrade
 from app.staff import accounts as staff_accounts
 from app.staff.cli import staff_cli
+from consent.cli import clients_cli, keys_cli
 
 console = Console(stderr=True)
 cli = typer.Typer(
@@ -36,6 +37,8 @@ openapi_cli = typer.Typer(help="OpenAPI 文書 / The OpenAPI document.", no_args
 cli.add_typer(db_cli, name="db")
 cli.add_typer(openapi_cli, name="openapi")
 cli.add_typer(audit_cli, name="audit")
+cli.add_typer(clients_cli, name="clients")
+cli.add_typer(keys_cli, name="keys")
 cli.add_typer(staff_cli, name="staff")
 
 OPENAPI_PATH = Path(__file__).resolve().parents[1] / "openapi" / "openapi.json"

@@ -19,6 +19,8 @@ from app.core.logging import configure_logging, request_id_var
 from app.staff import deps as staff_deps
 from app.staff.router import router as staff_router
 from app.web import templates
+from consent import deps as consent_deps
+from consent.router import router as consent_router
 from notify.router import router as notify_router
 
 log = logging.getLogger("tsunagu.http")
@@ -42,6 +44,8 @@ def create_app() -> FastAPI:
     app.include_router(staff_router)
     app.include_router(notify_router)
     staff_deps.install(app)
+    app.include_router(consent_router)
+    consent_deps.install(app)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def home(request: Request) -> HTMLResponse:

@@ -11,8 +11,12 @@ from dataclasses import dataclass
 from consent.scopes import PURPOSE_WORDING, SCOPE_WORDING, Purpose, Scope, Wording
 
 NOTICE_VERSION = "2026-11-v1"
-MUNICIPALITY_RECIPIENT = Wording("加賀市（教育委員会・こども家庭センター）", "Kaga City (education board, child and family centre)")
-FETCH_FREQUENCY = Wording("毎日1回、学校・市のシステムから取得します", "Fetched once a day from school and city systems")
+MUNICIPALITY_RECIPIENT = Wording(
+    "加賀市（教育委員会・こども家庭センター）", "Kaga City (education board, child and family centre)"
+)
+FETCH_FREQUENCY = Wording(
+    "毎日1回、学校・市のシステムから取得します", "Fetched once a day from school and city systems"
+)
 RETENTION = Wording(
     "取得した日から1年間保存し、その後削除します。同意を取り消したときは、法令で保存が必要なものを除き、すぐに削除します。",
     "Kept for one year, then deleted; deleted at once when you withdraw, unless the law requires keeping it.",
@@ -48,7 +52,10 @@ class Notice:
     @property
     def text(self) -> str:
         """The notice as plain text, in the order shown: what the hash is computed over."""
-        lines = [f"notice {self.version}", f"受け取る者 / Recipient: {self.recipient.ja} / {self.recipient.en}"]
+        lines = [
+            f"notice {self.version}",
+            f"受け取る者 / Recipient: {self.recipient.ja} / {self.recipient.en}",
+        ]
         lines += [f"目的 / Purpose [{p.key}]: {p.wording.ja} / {p.wording.en}" for p in self.purposes]
         lines += [f"項目 / Item [{s.key}]: {s.wording.ja} / {s.wording.en}" for s in self.scopes]
         for label, wording in (

@@ -13,14 +13,14 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import AuthorizationServer as AuthlibAuthorizationServer
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import ClientMixin, OAuth2Payload, OAuth2Request, grants
-from authlib.oauth2.rfc6749.errors import InvalidRequestError
+from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
 from authlib.oauth2.rfc6749.util import scope_to_list
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7636 import CodeChallenge
@@ -43,7 +43,7 @@ from consent.models import (
 from consent.scopes import Purpose, Scope
 
 PURPOSE_PREFIX = "purpose:"
-ACCESS_TOKEN_TYP = "at+jwt"  # RFC 9068
+ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 - RFC 9068 media type, not a secret
 ACCESS_TOKEN_TTL = timedelta(minutes=5)
 REFRESH_TOKEN_TTL = timedelta(days=30)
 CODE_TTL = timedelta(seconds=60)
@@ -93,7 +93,7 @@ def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _aware(moment: datetime) -> datetime:
+def aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
@@ -172,8 +172,8 @@ class StoredToken:
 
     def get_expires_at(self) -> datetime:
         if self.kind == "refresh_token" and self.row.refresh_expires_at is not None:
-            return _aware(self.row.refresh_expires_at)
-        return _aware(self.row.access_expires_at)
+            return aware(self.row.refresh_expires_at)
+        return aware(self.row.access_expires_at)
 
     def is_expired(self) -> bool:
         return self.get_expires_at() <= utcnow()
@@ -256,7 +256,7 @@ class S256Only(CodeChallenge):  # type: ignore[misc]
     """PKCE for every client, S256 only: no challenge, `plain`, or an absent method are refused."""
 
     DEFAULT_CODE_CHALLENGE_METHOD = "S256"
-    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+    SUPPORTED_CODE_CHALLENGE_METHOD: ClassVar[list[str]] = ["S256"]
 
     def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
         data = grant.request.payload.data
@@ -265,6 +265,13 @@ class S256Only(CodeChallenge):  # type: ignore[misc]
         if data.get("code_challenge_method") != "S256":
             raise InvalidRequestError("code_challenge_method must be S256.")
         super().validate_code_challenge(grant, redirect_uri)
+
+    def validate_code_verifier(self, grant: Any, result: Any) -> None:
+        # Authlib lets a code without a challenge through when no verifier is sent; we issue
+        # none without one, so such a code can only be forged or left over: refuse it.
+        if not self.get_authorization_code_challenge(grant.request.authorization_code):
+            raise InvalidGrantError("This code was issued without PKCE.")
+        super().validate_code_verifier(grant, result)
 
 
 # --- grants -----------------------------------------------------------------------------
@@ -296,9 +303,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
         session = self.server.session
         # Locked so two concurrent exchanges of one code cannot both succeed.
         row = session.exec(
-            select(AuthorizationCode)
-            .where(AuthorizationCode.code_hash == digest(code))
-            .with_for_update()
+            select(AuthorizationCode).where(AuthorizationCode.code_hash == digest(code)).with_for_update()
         ).first()
         if row is None or row.client_id != client.row.id:
             return None
@@ -307,7 +312,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
             assert row.id is not None
             revoke_issued_from_code(session=session, code_id=row.id)
             return None
-        if _aware(row.expires_at) <= utcnow():
+        if aware(row.expires_at) <= utcnow():
             return None
         return StoredCode(row)
 
@@ -380,7 +385,6 @@ class Introspection(_TokenLookup, IntrospectionEndpoint):  # type: ignore[misc]
         return token.check_client(client)
 
     def introspect_token(self, token: StoredToken) -> dict[str, Any]:
-        scopes, purposes = split_scope(token.row.scope)
         return {
             "active": True,
             "client_id": token.client.client_id,
@@ -389,7 +393,7 @@ class Introspection(_TokenLookup, IntrospectionEndpoint):  # type: ignore[misc]
             "sub": f"guardian:{token.row.guardian_id}",
             "iss": issuer(),
             "aud": resource_audience(),
-            "iat": int(_aware(token.row.issued_at).timestamp()),
+            "iat": int(aware(token.row.issued_at).timestamp()),
             "exp": int(token.get_expires_at().timestamp()),
             "grant_id": token.row.grant_id,
             "child_id": token.grant.student_id,
@@ -564,9 +568,7 @@ def revoke_for_grant(*, session: Session, grant_id: int) -> None:
 # --- pushed and pending authorization requests ------------------------------------------
 
 
-def hold_request(
-    *, session: Session, client: Client, params: dict[str, str], pushed: bool
-) -> str:
+def hold_request(*, session: Session, client: Client, params: dict[str, str], pushed: bool) -> str:
     """Keep an authorization request server-side; returns the one-time handle to it."""
     handle = secrets.token_urlsafe(32)
     assert client.id is not None
@@ -595,7 +597,7 @@ def take_request(
     ).first()
     if row is None or row.pushed is not pushed or row.used_at is not None:
         return None
-    if _aware(row.expires_at) <= utcnow():
+    if aware(row.expires_at) <= utcnow():
         return None
     if client_id is not None:
         client = session.get(Client, row.client_id)
@@ -620,3 +622,28 @@ def error_redirect(error: OAuth2Error) -> str | None:
     params["iss"] = issuer()
     separator = "&" if "?" in error.redirect_uri else "?"
     return f"{error.redirect_uri}{separator}{urlencode(params)}"
+
+
+def metadata() -> dict[str, Any]:
+    """RFC 8414 metadata: exactly what this server implements, nothing it does not."""
+    base = issuer()
+    return {
+        "issuer": base,
+        "authorization_endpoint": f"{base}/oauth/authorize",
+        "token_endpoint": f"{base}/oauth/token",
+        "jwks_uri": f"{base}/.well-known/jwks.json",
+        "scopes_supported": scopes_supported(),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": GRANT_TYPES,
+        "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "revocation_endpoint": f"{base}/oauth/revoke",
+        "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "introspection_endpoint": f"{base}/oauth/introspect",
+        "introspection_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": True,
+        "pushed_authorization_request_endpoint": f"{base}/oauth/par",
+        "require_pushed_authorization_requests": False,
+        "ui_locales_supported": ["ja", "en"],
+    }

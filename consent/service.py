@@ -18,7 +18,7 @@ from app.audit.actors import Actor
 from app.audit.models import Outcome
 from app.core.errors import BadRequest, Conflict, NotFound
 from app.core.types import utcnow
-from consent import policy
+from consent import oauth, policy
 from consent.models import (
     Client,
     ConsentEvent,
@@ -136,6 +136,9 @@ def transition(
     session.add(grant)
     _record(session, grant, kind, actor, now, note=note)
     session.flush()
+    assert grant.id is not None
+    if kind is GrantEventKind.revoked:
+        oauth.revoke_for_grant(session=session, grant_id=grant.id)
     if kind in _STOPPING:
         policy.notify_stopped(
             session=session,

@@ -1,0 +1,81 @@
+"""FastAPI dependencies of the guardian's pages: the signed-in guardian, or a way to sign in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+from urllib.parse import quote
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
+
+from app.core.deps import SessionDep
+from app.core.errors import Unauthorized
+from app.core.handlers import error_response
+from app.roster.models import Guardian
+from app.sessions import service as web_sessions
+from app.sessions.models import PrincipalKind, WebSession
+
+
+class GuardianSignInRequired(Unauthorized):
+    """No live guardian session: the browser is sent to sign in and brought back after."""
+
+
+@dataclass(frozen=True)
+class SignedInGuardian:
+    guardian: Guardian
+    web_session: WebSession
+
+    @property
+    def id(self) -> int:
+        assert self.guardian.id is not None
+        return self.guardian.id
+
+    @property
+    def csrf_token(self) -> str:
+        return self.web_session.csrf_token
+
+
+def optional_guardian(request: Request, session: SessionDep) -> SignedInGuardian | None:
+    web_session = web_sessions.resume(session=session, request=request, principal_kind=PrincipalKind.guardian)
+    if web_session is None:
+        return None
+    guardian = session.get(Guardian, web_session.principal_id)
+    return SignedInGuardian(guardian, web_session) if guardian else None
+
+
+def signed_in_guardian(
+    current: Annotated[SignedInGuardian | None, Depends(optional_guardian)],
+) -> SignedInGuardian:
+    if current is None:
+        raise GuardianSignInRequired("サインインしてください。 / Please sign in.")
+    return current
+
+
+MaybeGuardian = Annotated[SignedInGuardian | None, Depends(optional_guardian)]
+CurrentGuardian = Annotated[SignedInGuardian, Depends(signed_in_guardian)]
+
+
+def safe_next(target: str | None) -> str:
+    """Only a path on this site under /guardian/ or /oauth/: ?next= cannot send anyone off-site."""
+    if (
+        target
+        and target.startswith(("/guardian/", "/oauth/authorize"))
+        and not target.startswith("//")
+        and "\\" not in target
+    ):
+        return target
+    return "/guardian/"
+
+
+def sign_in_url(next_path: str) -> str:
+    return f"/guardian/sign-in?next={quote(safe_next(next_path), safe='')}"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(GuardianSignInRequired)
+    async def _sign_in(request: Request, exc: GuardianSignInRequired) -> Response:
+        if request.url.path.startswith("/api/"):
+            return error_response(request, 401, exc.code, exc.message)
+        target = str(request.url.path) if request.method == "GET" else "/guardian/"
+        return RedirectResponse(sign_in_url(target), status_code=303)

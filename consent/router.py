@@ -1,0 +1,137 @@
+"""HTTP of the authorization server: /oauth/* endpoints and the two well-known documents."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from authlib.oauth2.rfc6749.errors import InsecureTransportError
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+
+from app.core.deps import SessionDep
+from app.core.errors import BadRequest
+from app.sessions import service as web_sessions
+from consent import authorize, keys, oauth
+from consent.deps import CurrentGuardian, MaybeGuardian, sign_in_url
+from consent.web import error_page, render
+
+router = APIRouter(tags=["oauth"])
+
+FormPairs = list[tuple[str, str]]
+
+
+async def form_pairs(request: Request) -> FormPairs:
+    """The posted form as (name, value) pairs: repeated names stay visible to Authlib's checks."""
+    if request.method != "POST":
+        return []
+    form = await request.form()
+    return [(k, v) for k, v in form.multi_items() if isinstance(v, str)]
+
+
+Form = Annotated[FormPairs, Depends(form_pairs)]
+
+
+def _oauth_request(request: Request, form: FormPairs) -> oauth.TsunaguRequest:
+    try:
+        return oauth.TsunaguRequest(
+            method=request.method,
+            uri=str(request.url),
+            headers=request.headers,
+            query=list(request.query_params.multi_items()),
+            form=form,
+        )
+    except InsecureTransportError as exc:
+        raise BadRequest("OAuth 2.0 requires https (or loopback in a demo).") from exc
+
+
+def _answer(result: oauth.OAuthResponse) -> Response:
+    headers = {k: v for k, v in result.headers if k.lower() not in ("location", "content-type")}
+    headers.setdefault("Cache-Control", "no-store")
+    if result.location:
+        return RedirectResponse(result.location, status_code=302, headers=headers)
+    body: Any = result.body if isinstance(result.body, dict) else {"detail": result.body}
+    return JSONResponse(body, status_code=result.status, headers=headers)
+
+
+def _page(request: Request, outcome: authorize.Outcome, csrf_token: str | None) -> Response:
+    if isinstance(outcome, authorize.Redirect):
+        return RedirectResponse(outcome.location, status_code=302)
+    if isinstance(outcome, authorize.ErrorPage):
+        return error_page(request, outcome.status, outcome.detail)
+    if isinstance(outcome, authorize.SignInFirst):
+        return RedirectResponse(sign_in_url(f"{request.url.path}?{request.url.query}"), status_code=303)
+    return render(
+        request,
+        "consent/authorize.html",
+        {"page": outcome, "csrf_token": csrf_token},
+    )
+
+
+@router.get("/.well-known/oauth-authorization-server")
+def authorization_server_metadata() -> dict[str, Any]:
+    """RFC 8414 authorization server metadata."""
+    return oauth.metadata()
+
+
+@router.get("/.well-known/jwks.json")
+def jwks(session: SessionDep) -> dict[str, list[dict[str, str]]]:
+    """The public keys that sign access tokens and consent receipts, current and retired."""
+    keys.current_key(session=session)
+    return keys.jwks(session=session)
+
+
+@router.get("/oauth/authorize", include_in_schema=False)
+def authorization_endpoint(request: Request, session: SessionDep, current: MaybeGuardian) -> Response:
+    """Validate the client's request; ask a signed-in guardian for consent."""
+    outcome = authorize.begin(
+        session=session, request=_oauth_request(request, []), guardian_id=current.id if current else None
+    )
+    return _page(request, outcome, current.csrf_token if current else None)
+
+
+@router.post("/oauth/authorize", include_in_schema=False)
+def authorization_decision(
+    request: Request, session: SessionDep, current: CurrentGuardian, form: Form
+) -> Response:
+    """The guardian's decision on the consent page (CSRF-checked)."""
+    fields = dict(form)
+    web_sessions.verify_csrf(expected=current.csrf_token, submitted=fields.get("csrf_token"))
+    child = fields.get("child_id", "")
+    outcome = authorize.decide(
+        session=session,
+        request=_oauth_request(request, []),
+        guardian_id=current.id,
+        handle=fields.get("handle", ""),
+        allow=fields.get("decision") == "allow",
+        student_id=int(child) if child.isdigit() else None,
+        scopes=[v for k, v in form if k == "scope"],
+        purposes=[v for k, v in form if k == "purpose"],
+    )
+    return _page(request, outcome, current.csrf_token)
+
+
+@router.post("/oauth/par", status_code=201)
+def pushed_authorization_request(request: Request, session: SessionDep, form: Form) -> Response:
+    """RFC 9126 pushed authorization request (client_secret_basic)."""
+    return _answer(authorize.push(session=session, request=_oauth_request(request, form)))
+
+
+@router.post("/oauth/token")
+def token_endpoint(request: Request, session: SessionDep, form: Form) -> Response:
+    """Exchange a code (with its PKCE verifier) or a refresh token for tokens."""
+    server = oauth.AuthorizationServer(session=session)
+    return _answer(server.create_token_response(_oauth_request(request, form)))
+
+
+@router.post("/oauth/revoke")
+def revocation_endpoint(request: Request, session: SessionDep, form: Form) -> Response:
+    """RFC 7009 token revocation (client_secret_basic)."""
+    server = oauth.AuthorizationServer(session=session)
+    return _answer(server.create_endpoint_response("revocation", _oauth_request(request, form)))
+
+
+@router.post("/oauth/introspect")
+def introspection_endpoint(request: Request, session: SessionDep, form: Form) -> Response:
+    """RFC 7662 token introspection (client_secret_basic; a client sees only its own tokens)."""
+    server = oauth.AuthorizationServer(session=session)
+    return _answer(server.create_endpoint_response("introspection", _oauth_request(request, form)))
