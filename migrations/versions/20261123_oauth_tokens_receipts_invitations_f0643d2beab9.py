@@ -1,7 +1,7 @@
 """oauth tokens receipts invitations
 
 Revision ID: f0643d2beab9
-Revises: 008246487ba5, 40c51a652c58
+Revises: 008246487ba5
 Create Date: 2026-11-23 09:49:19.829774
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 
 
 revision: str = 'f0643d2beab9'
-down_revision: str | tuple[str, ...] | None = ('008246487ba5', '40c51a652c58')
+down_revision: str | None = '008246487ba5'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
