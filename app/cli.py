@@ -25,7 +25,7 @@ from app.staff import accounts as staff_accounts
 from app.staff.cli import staff_cli
 from consent.cli import clients_cli, keys_cli
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # one message, one line, however narrow the terminal
 cli = typer.Typer(
     help="つなぐ tsunagu — 本人同意に基づくこどもデータ連携 / consent-driven child data linkage.\n\n"
     "The database is chosen by TSUNAGU_DATABASE_URL for every command.",
@@ -89,7 +89,7 @@ def seed(
     summary = load_world(
         get_engine(), students=students, seed=seed, force=force, labels_path=labels, progress=True
     )
-    console.print(json.dumps(summary, ensure_ascii=False))
+    typer.echo(json.dumps(summary, ensure_ascii=False))  # one JSON line on stdout
 
 
 @cli.command()

@@ -1,0 +1,144 @@
+"""Bulk insert of rows given column by column: the fastest path each database offers.
+
+SQLite: one `executemany` on the raw DBAPI connection inside the caller's transaction (the
+statement is compiled once and every row is a bind, no ORM objects). PostgreSQL: `COPY … FROM
+STDIN` through psycopg, which streams rows without a round trip per row.
+
+Columns come as numpy arrays (or lists) of one length, or as one scalar for every row. The
+table's SQLModel class names the columns, so no caller repeats a column list by hand:
+- Date columns take `datetime64[D]`; DateTime columns take `datetime64[us]` in UTC;
+- Enum columns take the members' string values;
+- `missing` maps a column to a boolean mask of rows whose value is NULL (blank is not zero);
+- a column left out gets the model's default, or NULL when the model has none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import repeat
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from numpy.typing import NDArray
+from sqlalchemy import Connection
+from sqlmodel import SQLModel
+
+ColumnValues = NDArray[Any] | Sequence[Any]
+
+
+def insert(
+    connection: Connection,
+    table: type[SQLModel],
+    columns: Mapping[str, ColumnValues | object],
+    *,
+    missing: Mapping[str, NDArray[np.bool_]] | None = None,
+) -> int:
+    """Insert the rows inside the connection's current transaction; return how many."""
+    sa_table: sa.Table = table.__table__  # type: ignore[attr-defined]
+    unknown = set(columns) - set(sa_table.c.keys())
+    if unknown:
+        raise ValueError(f"{sa_table.name} has no column {sorted(unknown)}")
+    given = {**_defaults(table, sa_table, columns), **columns}
+    lengths = {len(v) for v in given.values() if isinstance(v, np.ndarray | list | tuple)}
+    if len(lengths) != 1:
+        raise ValueError(f"{sa_table.name}: columns differ in length or none is an array: {lengths}")
+    (count,) = lengths
+    if count == 0:
+        return 0
+    names = list(given)
+    dialect = connection.dialect
+    values = [_db_values(sa_table.c[name], given[name], (missing or {}).get(name), dialect) for name in names]
+    rows: Iterable[tuple[Any, ...]] = zip(
+        *(v if isinstance(v, list) else repeat(v, count) for v in values), strict=False
+    )
+    preparer = dialect.identifier_preparer
+    target = preparer.format_table(sa_table)
+    column_list = ", ".join(preparer.quote(name) for name in names)
+    driver = connection.connection.driver_connection
+    if dialect.name == "postgresql":
+        with driver.cursor() as cursor, cursor.copy(f"COPY {target} ({column_list}) FROM STDIN") as copy:  # type: ignore[union-attr]
+            for row in rows:
+                copy.write_row(row)
+    else:
+        placeholders = ", ".join("?" for _ in names)
+        cursor = driver.cursor()  # type: ignore[union-attr]
+        try:
+            statement = f"INSERT INTO {target} ({column_list}) VALUES ({placeholders})"  # noqa: S608 - names from the model
+            cursor.executemany(statement, rows)
+        finally:
+            cursor.close()
+    return count
+
+
+def _defaults(table: type[SQLModel], sa_table: sa.Table, given: Mapping[str, object]) -> dict[str, object]:
+    """The model's default for each column the caller left out (one value for every row)."""
+    defaults: dict[str, object] = {}
+    for name, field in table.model_fields.items():
+        if name in given or name not in sa_table.c:
+            continue
+        if field.is_required():
+            raise ValueError(f"{sa_table.name}.{name} is required")
+        default = field.get_default(call_default_factory=True)
+        if default is not None:
+            defaults[name] = default
+    return defaults
+
+
+def _db_values(
+    column: sa.Column[Any], values: object, missing: NDArray[np.bool_] | None, dialect: Any
+) -> Any:
+    """A column's values as the DBAPI driver takes them: a list, or one scalar for every row."""
+    if not isinstance(values, np.ndarray | list | tuple):
+        processor = column.type.dialect_impl(dialect).bind_processor(dialect)
+        return processor(values) if processor is not None and values is not None else values
+    array = np.asarray(values)
+    column_type = column.type
+    out: list[Any]
+    if isinstance(column_type, sa.DateTime):
+        out = _timestamps(array, postgresql=dialect.name == "postgresql")
+    elif isinstance(column_type, sa.Date):
+        out = _dates(array)
+    elif isinstance(column_type, sa.Enum):
+        out = array.tolist()
+        allowed = set(column_type.enums)
+        if not set(out) - {None} <= allowed:
+            raise ValueError(f"{column.table.name}.{column.name}: values outside {sorted(allowed)}")
+    elif isinstance(column_type, sa.Boolean):
+        out = array.astype(bool).tolist()
+    elif isinstance(column_type, sa.Integer):
+        out = array.astype(np.int64).tolist()
+    else:
+        out = array.tolist()
+    if missing is not None:
+        for index in np.flatnonzero(missing).tolist():
+            out[index] = None
+    return out
+
+
+def _dates(array: NDArray[Any]) -> list[str | None]:
+    """Dates as ISO text. A school year spans a few hundred distinct days, so each day's text is
+    made once and shared by every row that has it (much cheaper than formatting each row)."""
+    days = array.astype("datetime64[D]").astype(np.int64)
+    valid = ~np.isnat(array.astype("datetime64[D]"))
+    if not valid.any():
+        return [None] * len(days)  # every entry is a masked NULL
+    low, high = int(days[valid].min()), int(days[valid].max())
+    days = np.where(valid, days, low) - low
+    text = np.datetime_as_string(np.arange(low, high + 1).astype("datetime64[D]"), unit="D")
+    shared = np.array(text.tolist(), dtype=object)
+    result: list[str | None] = shared[days].tolist()
+    return result
+
+
+def _timestamps(array: NDArray[Any], *, postgresql: bool) -> list[str | None]:
+    """UTC instants as text: SQLAlchemy's SQLite storage format, or ISO 8601 with +00:00 for COPY."""
+    text = np.datetime_as_string(array.astype("datetime64[us]"), unit="us")  # 2025-04-07T08:30:00.000000
+    if postgresql:
+        text = np.char.add(text, "+00:00")
+    else:
+        raw = text.astype("S26")
+        raw.view(np.uint8).reshape(-1, 26)[:, 10] = ord(" ")  # SQLAlchemy's SQLite format has a space
+        text = raw.astype("U26")
+    result: list[str | None] = text.tolist()
+    return result

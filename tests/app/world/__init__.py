@@ -1,0 +1,1 @@
+"""Tests of the demo world: generator, calendar, loader and the seed command."""
