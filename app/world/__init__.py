@@ -1,0 +1,1 @@
+"""The demo world: a fictional municipality's upstream systems and a school year of their records."""
