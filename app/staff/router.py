@@ -5,17 +5,19 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.core.deps import SessionDep
+from app.core.errors import BadRequest
 from app.sessions import service as web_sessions
 from app.sessions.models import PrincipalKind
-from app.staff import accounts, service, timeline
-from app.staff.deps import CurrentStaff, safe_next
+from app.staff import accounts, service, timeline, workflow
+from app.staff.deps import CurrentStaff, SignedIn, safe_next
 from app.staff.models import OBSERVATION_WORDING, ObservationCategory
 from app.staff.web import local_today, render
 from consent.scopes import SCOPE_WORDING, Scope
+from rules.models import ALERT_STATUS_WORDING, CATEGORY_WORDING, OPEN_STATUSES, AlertStatus, Category
 
 router = APIRouter(prefix="/staff", include_in_schema=False)
 
@@ -134,3 +136,216 @@ async def add_observation(
         session=session, staff=current.staff, student_id=student_id, category=category, note=note
     )
     return RedirectResponse(f"/staff/children/{student_id}#observations", status_code=303)
+
+
+def _optional_id(text: str) -> int | None:
+    if not text.strip():
+        return None
+    if not text.strip().isdigit():
+        raise BadRequest("番号が正しくありません。 / Not a valid id.")
+    return int(text)
+
+
+@router.get("/alerts", response_class=HTMLResponse)
+def alert_queue(
+    request: Request,
+    session: SessionDep,
+    current: CurrentStaff,
+    status: Annotated[list[AlertStatus] | None, Query()] = None,
+    category: Category | None = None,
+    homeroom: int | None = None,
+    assignee: int | None = None,
+    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+) -> HTMLResponse:
+    """アラートの一覧 / The alert queue of children in reach, with the weekly capacity line."""
+    found = workflow.queue(
+        session=session,
+        staff=current.staff,
+        statuses=status or sorted(OPEN_STATUSES),
+        category=category,
+        homeroom_id=homeroom,
+        assignee_id=assignee,
+        page=page,
+    )
+    homerooms = service.homerooms_in_reach(session=session, staff=current.staff)
+    return render(
+        request,
+        "staff/alerts.html",
+        {
+            "current": current,
+            "queue": found,
+            "filters": {
+                "status": status or [],
+                "category": category,
+                "homeroom": homeroom,
+                "assignee": assignee,
+            },
+            "homerooms": homerooms,
+            "statuses": ALERT_STATUS_WORDING,
+            "categories": CATEGORY_WORDING,
+        },
+    )
+
+
+@router.get("/alerts/overdue", response_class=HTMLResponse)
+def overdue_list(request: Request, session: SessionDep, current: CurrentStaff) -> HTMLResponse:
+    """期限超過 / Support actions and case meetings past their date."""
+    items = workflow.overdue(session=session, staff=current.staff, today=local_today())
+    return render(request, "staff/overdue.html", {"current": current, "items": items})
+
+
+def _alert_page(
+    request: Request, session: SessionDep, current: SignedIn, alert_id: int, name: str
+) -> HTMLResponse:
+    alert, view = workflow.open_alert(session=session, staff=current.staff, alert_id=alert_id)
+    return render(
+        request,
+        name,
+        {
+            "current": current,
+            "alert": alert,
+            "view": view,
+            "reasons": workflow.reasons(session=session, alert=alert, view=view),
+            "history": workflow.history(session=session, alert=alert),
+            "meetings": workflow.meetings(session=session, alert=alert),
+            "actions": workflow.actions(session=session, alert=alert),
+            "colleagues": workflow.colleagues(session=session, staff=current.staff, alert=alert),
+            "next_statuses": workflow.NEXT[alert.status],
+            "needs_reason": workflow.NEEDS_REASON,
+            "decisions": workflow.DECISIONS,
+            "action_statuses": workflow.ACTION_STATUSES,
+            "statuses": ALERT_STATUS_WORDING,
+            "categories": CATEGORY_WORDING,
+            "today": local_today(),
+        },
+    )
+
+
+@router.get("/alerts/{alert_id}", response_class=HTMLResponse)
+def alert_detail(request: Request, session: SessionDep, current: CurrentStaff, alert_id: int) -> HTMLResponse:
+    """アラートの詳細 / Why the alert fired, what was done, and the next steps."""
+    return _alert_page(request, session, current, alert_id, "staff/alert.html")
+
+
+@router.get("/alerts/{alert_id}/agenda", response_class=HTMLResponse)
+def meeting_agenda(
+    request: Request, session: SessionDep, current: CurrentStaff, alert_id: int
+) -> HTMLResponse:
+    """ケース会議の資料 / A printable case-meeting agenda."""
+    return _alert_page(request, session, current, alert_id, "staff/agenda.html")
+
+
+def _back(alert_id: int, anchor: str = "") -> RedirectResponse:
+    return RedirectResponse(f"/staff/alerts/{alert_id}{anchor}", status_code=303)
+
+
+@router.post("/alerts/{alert_id}/status")
+async def alert_status(
+    request: Request,
+    session: SessionDep,
+    current: CurrentStaff,
+    alert_id: int,
+    expected: Annotated[AlertStatus, Form()],
+    to: Annotated[AlertStatus, Form()],
+    reason: Annotated[str, Form(max_length=200)] = "",
+    meeting_on: Annotated[date | None, Form()] = None,
+    participants: Annotated[str, Form(max_length=300)] = "",
+) -> Response:
+    """状態を進める / Move the alert one step."""
+    await web_sessions.verify_form_csrf(request=request, web_session=current.web_session)
+    workflow.change_status(
+        session=session,
+        staff=current.staff,
+        alert_id=alert_id,
+        expected=expected,
+        to=to,
+        reason=reason,
+        meeting_on=meeting_on,
+        participants=participants,
+    )
+    return _back(alert_id)
+
+
+@router.post("/alerts/{alert_id}/assign")
+async def alert_assign(
+    request: Request,
+    session: SessionDep,
+    current: CurrentStaff,
+    alert_id: int,
+    assignee: Annotated[str, Form(max_length=12)] = "",
+) -> Response:
+    """担当者を決める / Assign the alert."""
+    await web_sessions.verify_form_csrf(request=request, web_session=current.web_session)
+    workflow.assign(
+        session=session, staff=current.staff, alert_id=alert_id, assignee_id=_optional_id(assignee)
+    )
+    return _back(alert_id)
+
+
+@router.post("/alerts/{alert_id}/notes")
+async def alert_note(
+    request: Request,
+    session: SessionDep,
+    current: CurrentStaff,
+    alert_id: int,
+    body: Annotated[str, Form(min_length=1, max_length=1000)],
+) -> Response:
+    """メモを残す / Add a note."""
+    await web_sessions.verify_form_csrf(request=request, web_session=current.web_session)
+    workflow.add_note(session=session, staff=current.staff, alert_id=alert_id, body=body)
+    return _back(alert_id, "#history")
+
+
+@router.post("/alerts/{alert_id}/meetings/{meeting_id}/outcome")
+async def meeting_outcome(
+    request: Request,
+    session: SessionDep,
+    current: CurrentStaff,
+    alert_id: int,
+    meeting_id: int,
+    outcome: Annotated[str, Form(min_length=1, max_length=1000)],
+) -> Response:
+    """ケース会議の結果 / Record what the case meeting decided."""
+    await web_sessions.verify_form_csrf(request=request, web_session=current.web_session)
+    workflow.record_meeting_outcome(
+        session=session, staff=current.staff, alert_id=alert_id, meeting_id=meeting_id, outcome=outcome
+    )
+    return _back(alert_id, "#meetings")
+
+
+@router.post("/alerts/{alert_id}/actions")
+async def support_action(
+    request: Request,
+    session: SessionDep,
+    current: CurrentStaff,
+    alert_id: int,
+    what: Annotated[str, Form(min_length=1, max_length=300)],
+    due_on: Annotated[date, Form()],
+    owner: Annotated[str, Form(max_length=12)] = "",
+    owner_text: Annotated[str, Form(max_length=64)] = "",
+    resource: Annotated[str, Form(max_length=12)] = "",
+) -> Response:
+    """支援を登録する / Plan a support action: who, what, by when."""
+    await web_sessions.verify_form_csrf(request=request, web_session=current.web_session)
+    workflow.add_support_action(
+        session=session,
+        staff=current.staff,
+        alert_id=alert_id,
+        what=what,
+        due_on=due_on,
+        owner_id=_optional_id(owner),
+        owner_text=owner_text,
+        resource_id=_optional_id(resource),
+        today=local_today(),
+    )
+    return _back(alert_id, "#actions")
+
+
+@router.post("/alerts/{alert_id}/actions/{action_id}/done")
+async def support_action_done(
+    request: Request, session: SessionDep, current: CurrentStaff, alert_id: int, action_id: int
+) -> Response:
+    """支援を完了にする / Mark a support action done."""
+    await web_sessions.verify_form_csrf(request=request, web_session=current.web_session)
+    workflow.complete_action(session=session, staff=current.staff, alert_id=alert_id, action_id=action_id)
+    return _back(alert_id, "#actions")

@@ -114,6 +114,16 @@ def find_children(*, session: Session, staff: StaffUser, query: str, limit: int 
     ).all()
 
 
+def homerooms_in_reach(*, session: Session, staff: StaffUser) -> Sequence[Homeroom]:
+    """Homerooms whose children the staff member may reach (for the queue's filter)."""
+    in_reach = select(Student.homeroom_id).where(reach_clause(staff), col(Student.homeroom_id).is_not(None))
+    return session.exec(
+        select(Homeroom)
+        .where(col(Homeroom.id).in_(in_reach))
+        .order_by(col(Homeroom.grade), col(Homeroom.name))
+    ).all()
+
+
 OBSERVATION_RECORDED = "observation.recorded"
 
 

@@ -18,6 +18,17 @@ from app.sessions import service as web_sessions
 from app.sessions.models import PrincipalKind
 from app.staff import accounts
 from app.staff.access import MATRIX
+from rules.models import (
+    Alert,
+    AlertEvent,
+    AlertEventKind,
+    AlertStatus,
+    Category,
+    RunKind,
+    RunStatus,
+    ScreeningRun,
+    Signal,
+)
 
 PASSWORD = "correct horse battery"
 
@@ -140,3 +151,64 @@ def fresh_throttle() -> Iterator[None]:
 
 
 HTML = {"accept": "text/html"}
+
+
+def make_alert(
+    session: Session,
+    student: Student,
+    *,
+    category: Category = Category.non_attendance,
+    score: float = 3.0,
+    status: AlertStatus = AlertStatus.new,
+    feature: str = "absence_rate_30d",
+    value: float = 0.25,
+) -> Alert:
+    """An alert as screening leaves it: a run, the alert, one signal with its facts, an 'opened' event."""
+    run = ScreeningRun(
+        kind=RunKind.full, status=RunStatus.succeeded, as_of=date(2026, 11, 20), catalog_version="t"
+    )
+    session.add(run)
+    session.flush()
+    assert run.id is not None and student.id is not None
+    alert = Alert(
+        student_id=student.id,
+        school_id=student.school_id,
+        category=category,
+        status=status,
+        score=score,
+        opened_run_id=run.id,
+        last_run_id=run.id,
+        evidence_as_of=date(2026, 11, 20),
+        coverage={"insufficient_data": ["absence_30_days_this_year"], "not_consented": []},
+    )
+    session.add(alert)
+    session.flush()
+    assert alert.id is not None
+    session.add(
+        Signal(
+            alert_id=alert.id,
+            student_id=student.id,
+            rule_id="chronic_absence_30d",
+            rule_version="1",
+            weight=score,
+            atoms=[
+                {
+                    "name": "absent_often",
+                    "feature": feature,
+                    "op": ">=",
+                    "threshold": 0.1,
+                    "value": value,
+                    "result": True,
+                    "window_start": "2026-10-22",
+                    "window_end": "2026-11-20",
+                }
+            ],
+            first_run_id=run.id,
+            last_run_id=run.id,
+            first_seen_on=date(2026, 11, 20),
+            last_seen_on=date(2026, 11, 20),
+        )
+    )
+    session.add(AlertEvent(alert_id=alert.id, kind=AlertEventKind.opened, to_status=status, run_id=run.id))
+    session.flush()
+    return alert
