@@ -21,6 +21,7 @@ from app.staff.router import router as staff_router
 from app.web import templates
 from consent import deps as consent_deps
 from consent.router import router as consent_router
+from notify.directory import router as directory_router
 from notify.router import router as notify_router
 
 log = logging.getLogger("tsunagu.http")
@@ -43,6 +44,7 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     app.include_router(staff_router)
     app.include_router(notify_router)
+    app.include_router(directory_router)
     staff_deps.install(app)
     app.include_router(consent_router)
     consent_deps.install(app)

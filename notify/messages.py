@@ -224,21 +224,56 @@ def link_result(*, ok: bool, contact: Contact) -> list[Message]:
     ]
 
 
-def directory_pointer(*, directory_url: str, contact: Contact) -> Message:
-    return flex(
-        "相談先を探す / Find support",
-        _bubble(
-            "相談先を探す",
-            "Find support",
-            [
-                "地域の相談先や居場所を、地域・年齢・困りごとから探せます。",
-                "Search local support by area, age and need.",
-            ],
-            [_uri("相談先の一覧 / Directory", directory_url, primary=True)],
-            contact,
-        ),
-    )
-
-
 def link_url(base_url: str, link_token: str) -> str:
     return f"{base_url.rstrip('/')}/line/link?{urlencode({'linkToken': link_token})}"
+
+
+@dataclass(frozen=True)
+class ResourceCard:
+    """What a resource bubble shows: directory facts only, never anything about the reader."""
+
+    name_ja: str
+    name_en: str
+    kind_ja: str
+    area: str
+    hours_ja: str
+    contact: str
+    url: str
+
+
+def resource_bubble(card: ResourceCard) -> dict[str, Any]:
+    lines = [f"{card.kind_ja}・{card.area}"]
+    if card.hours_ja:
+        lines.append(card.hours_ja)
+    if card.contact:
+        lines.append(f"連絡先 / Contact: {card.contact}")
+    return {
+        "type": "bubble",
+        "size": "kilo",
+        "body": {
+            "type": "box",
+            "layout": "vertical",
+            "spacing": "sm",
+            "contents": [
+                _text(card.name_ja, weight="bold", size="md"),
+                *([_text(card.name_en, size="xs", color=MUTED)] if card.name_en else []),
+                *(_text(line, size="sm") for line in lines),
+            ],
+        },
+        "footer": {"type": "box", "layout": "vertical", "contents": [_uri("詳しく / Details", card.url)]},
+    }
+
+
+def resource_carousel(*, cards: Sequence[ResourceCard], directory_url: str, contact: Contact) -> Message:
+    """Up to 11 resources and a last bubble pointing to the whole directory and whom to ask."""
+    bubbles = [resource_bubble(card) for card in cards[: MAX_BUBBLES - 1]]
+    bubbles.append(
+        _bubble(
+            "ほかの相談先",
+            "More places to turn to",
+            ["地域・年齢・困りごとから探せます。", "Search by area, age and need."],
+            [_uri("相談先の一覧 / Directory", directory_url, primary=True)],
+            contact,
+        )
+    )
+    return flex("地域の相談先 / Local support", {"type": "carousel", "contents": bubbles})

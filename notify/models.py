@@ -1,4 +1,4 @@
-"""Notify tables: LINE accounts that follow the municipality, the webhook inbox, link nonces.
+"""Notify tables: LINE accounts, the webhook inbox, link nonces, the support-resource directory.
 
 Only `notify/` reads or writes them. A LINE user id is kept while the person follows the
 account (it is needed to send them notices); it is tied to a guardian or a student only while
@@ -8,6 +8,7 @@ linked, and erased (set to NULL) the moment they block the account.
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
@@ -74,3 +75,61 @@ class LinkNonce(SQLModel, table=True):
     expires_at: datetime = Field(sa_type=aware_datetime())
     used_at: datetime | None = Field(default=None, sa_type=aware_datetime())
     line_account_id: int | None = Field(default=None, foreign_key="line_account.id")
+
+
+class ResourceKind(StrEnum):
+    kodomo_shokudo = "kodomo_shokudo"  # こども食堂
+    consultation = "consultation"  # 相談窓口
+    learning_support = "learning_support"  # 学習支援
+    ibasho = "ibasho"  # 居場所
+    young_carer = "young_carer"  # ヤングケアラー支援
+    school_aid = "school_aid"  # 就学援助の申請
+    financial = "financial"  # 手当・経済的な支援
+    health = "health"  # 心と体の相談
+    other = "other"
+
+
+class Need(StrEnum):
+    """What a family or child may be looking for; a resource lists the needs it meets."""
+
+    meals = "meals"  # 食事
+    study = "study"  # 勉強
+    consultation = "consultation"  # 相談したい
+    place = "place"  # 居場所
+    caregiving = "caregiving"  # 家族の世話
+    money = "money"  # お金・手当
+    health = "health"  # 心と体
+    school = "school"  # 学校のこと
+
+
+class SupportResource(SQLModel, table=True):
+    """A local place to turn to, kept by municipal staff and shown to everyone."""
+
+    __tablename__ = "support_resource"
+    __table_args__ = (
+        sa.UniqueConstraint("name_ja", "area"),
+        sa.CheckConstraint("age_min <= age_max", name="age_range"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    name_ja: str = Field(max_length=100)
+    name_en: str = Field(default="", max_length=100)
+    kind: ResourceKind = Field(sa_type=enum_type(ResourceKind), index=True)
+    area: str = Field(max_length=50, description="地区 or 市内全域", index=True)
+    age_min: int = Field(default=0, ge=0, le=22)
+    age_max: int = Field(default=18, ge=0, le=22)
+    needs: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    hours_ja: str = Field(default="", max_length=200)
+    hours_en: str = Field(default="", max_length=200)
+    cost_ja: str = Field(default="", max_length=100)
+    cost_en: str = Field(default="", max_length=100)
+    contact: str = Field(default="", max_length=200, description="phone, e-mail or counter")
+    url: str = Field(default="", max_length=300)
+    address: str = Field(default="", max_length=200)
+    accessibility: str = Field(default="", max_length=300)
+    languages: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    description_ja: str = Field(default="", max_length=1000)
+    description_en: str = Field(default="", max_length=1000)
+    published: bool = True
+    created_at: datetime = Field(default_factory=utcnow, sa_type=aware_datetime())
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=aware_datetime())

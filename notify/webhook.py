@@ -26,7 +26,7 @@ from app.core.config import Settings
 from app.core.errors import BadRequest, UpstreamError
 from app.core.types import utcnow
 from app.roster.models import Municipality
-from notify import accounts, messages
+from notify import accounts, messages, resources
 from notify.deps import SessionFactory
 from notify.line import Line, Outcome
 from notify.messages import Contact, Message
@@ -168,8 +168,7 @@ def _postback(
     action = fields.get("action")
     linked = accounts.is_linked(account)
     if action == "find":
-        directory = f"{settings.public_base_url.rstrip('/')}/support/"
-        answer.messages = [messages.directory_pointer(directory_url=directory, contact=who)]
+        answer.messages = [resources.carousel(session=session, settings=settings)]
         return "find", answer
     if action == "settings":
         answer.messages = [messages.notice_settings(enabled=account.notices_enabled, contact=who)]

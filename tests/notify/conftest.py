@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.cookies import SimpleCookie
@@ -14,10 +15,12 @@ from fastapi import FastAPI, Request, Response
 from sqlmodel import Session
 
 from app.core.config import get_settings
+from app.roster.models import StaffRole, StaffUser
 from app.sessions import service as web_sessions
 from app.sessions.models import PrincipalKind
 from mocks.line.app import sign
 from notify.deps import get_session_factory
+from tests.factories import make_municipality
 from tests.line_standin import SECRET, TOKEN, StandIn, messaging, sink_server, standin, standin_server
 
 __all__ = ["messaging", "sink_server", "standin", "standin_server"]
@@ -70,3 +73,24 @@ def sign_in_as(client: httpx.AsyncClient, session: Session, kind: PrincipalKind,
     cookie: SimpleCookie = SimpleCookie(response.headers.getlist("set-cookie")[-1])
     client.cookies.set(web_sessions.SESSION_COOKIE, cookie[web_sessions.SESSION_COOKIE].value)
     return web_session.csrf_token
+
+
+def make_notice_staff(session: Session, role: StaffRole = StaffRole.case_worker) -> StaffUser:
+    municipality = make_municipality(session)
+    assert municipality.id is not None
+    staff = StaffUser(
+        login=f"notify-{role.value}-{uuid.uuid4().hex[:6]}",
+        display_name="テスト職員",
+        role=role,
+        municipality_id=municipality.id,
+    )
+    session.add(staff)
+    session.flush()
+    return staff
+
+
+def staff_client(client: httpx.AsyncClient, session: Session, role: StaffRole = StaffRole.case_worker) -> str:
+    """Sign the client in as municipal staff of ROLE; returns the CSRF token for its forms."""
+    staff = make_notice_staff(session, role)
+    assert staff.id is not None
+    return sign_in_as(client, session, PrincipalKind.staff, staff.id)

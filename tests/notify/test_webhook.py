@@ -13,6 +13,7 @@ from sqlmodel import Session, func, select
 
 from app.sessions.models import PrincipalKind
 from mocks.line.app import sign
+from notify import demo
 from notify.models import LineAccount, LineWebhookEvent
 from tests.factories import make_guardian
 from tests.line_standin import SECRET, StandIn
@@ -221,3 +222,18 @@ async def test_unlink_from_the_menu_asks_first(
     session.refresh(found)
     assert found.guardian_id is None
     assert re.match("連携を解除しました", bot_messages(standin, user)[-2]["text"])
+
+
+async def test_find_support_answers_with_a_carousel_of_the_directory(
+    line_app: FastAPI, client: httpx.AsyncClient, standin: StandIn, session: Session
+) -> None:
+    demo.seed_demo(session=session)
+    user = standin.user()
+    await post_events(client, standin.channel.event("postback", user, postback={"data": "action=find"}))
+    carousel = bot_messages(standin, user)[-1]
+    bubbles = carousel["contents"]["contents"]
+    assert len(bubbles) == len(demo.DEMO_RESOURCES) + 1
+    assert bubbles[0]["body"]["contents"][0]["text"] == "こども家庭センター 相談窓口"
+    assert bubbles[0]["footer"]["contents"][0]["action"]["uri"].startswith("http://127.0.0.1:8000/support/")
+    page = standin.control.get(f"/phone/{user}").text
+    assert "ヤングケアラー相談・交流会" in page
