@@ -1,7 +1,7 @@
 """The support-resource directory: local places to turn to, kept by municipal staff
 
 Revision ID: b1133378dc59
-Revises: 40c51a652c58
+Revises: f0643d2beab9
 Create Date: 2026-11-23 10:02:57.075890
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 
 
 revision: str = 'b1133378dc59'
-down_revision: str | None = '40c51a652c58'
+down_revision: str | None = 'f0643d2beab9'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
