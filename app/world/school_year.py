@@ -418,7 +418,11 @@ class _Year:
                 "student_id": pupils.key[student],
                 "assignment_ref": ref,
                 "due_at": due_at,
-                "submitted_at": due_at + offset_minutes.astype("timedelta64[m]"),
+                # Never before the child arrived: a 転入生's first hand-in comes after the 転入日.
+                "submitted_at": np.maximum(
+                    due_at + offset_minutes.astype("timedelta64[m]"),
+                    (pupils.enrolled_on[student].astype("datetime64[m]") - JST).astype("datetime64[us]"),
+                ),
             },
             missing={"submitted_at": ~submits[student, week]},
         )

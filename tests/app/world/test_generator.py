@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
+from datetime import date, timedelta
 from functools import cache
 
 import numpy as np
@@ -16,7 +16,7 @@ from app.world.data import family_names, variant_kanji
 from app.world.generator import WorldSpec, generate
 from app.world.rows import Batch, Category, Rows
 
-DATE_COLUMNS = ("day", "week_start", "month", "as_of", "visited_at", "due_at")
+DATE_COLUMNS = ("day", "week_start", "month", "as_of", "visited_at", "due_at", "submitted_at")
 
 
 @cache
@@ -92,20 +92,33 @@ def test_transfer_students_have_nothing_before_they_arrived() -> None:
     seen_after = set()
     for batch in batches:
         for rows in batch.rows:
-            date_column = next((c for c in DATE_COLUMNS if c in rows.columns), None)
-            if "student_id" not in rows.columns or date_column is None:
-                continue
-            for key, when in zip(
-                rows.columns["student_id"].tolist(),
-                rows.columns[date_column].astype("datetime64[D]").tolist(),
-                strict=True,
+            for date_column in (
+                c for c in DATE_COLUMNS if c in rows.columns and "student_id" in rows.columns
             ):
-                if key in arrivals:
-                    # A week or a month counts from its first day: it may begin before the arrival.
-                    last = when + timedelta(days={"week_start": 6, "month": 30}.get(date_column, 0))
-                    assert last >= enrolled[key], (rows.table, key, when, enrolled[key])
-                    seen_after.add(key)
+                check_arrivals(rows, date_column, arrivals, enrolled)
+                seen_after |= arrivals & set(rows.columns["student_id"].tolist())
     assert seen_after == arrivals  # they do have records once they came
+
+
+def local_dates(values: np.ndarray) -> np.ndarray:
+    """Dates as the school sees them: instants are UTC, the school day is in Japan (UTC+9)."""
+    if np.datetime_data(values.dtype)[0] == "D":
+        return values
+    return (values + np.timedelta64(9, "h")).astype("datetime64[D]")
+
+
+def check_arrivals(rows: Rows, date_column: str, arrivals: set[int], enrolled: dict[int, date]) -> None:
+    blank = rows.missing.get(date_column, np.zeros(len(rows), dtype=bool))
+    for key, when, unknown in zip(
+        rows.columns["student_id"].tolist(),
+        local_dates(rows.columns[date_column]).tolist(),
+        blank.tolist(),
+        strict=True,
+    ):
+        if key in arrivals and not unknown:
+            # A week or a month counts from its first day: it may begin before the arrival.
+            last = when + timedelta(days={"week_start": 6, "month": 30}.get(date_column, 0))
+            assert last >= enrolled[key], (rows.table, key, when, enrolled[key])
 
 
 def test_labels_point_at_real_students_and_school_non_attendance_shows() -> None:
