@@ -20,6 +20,7 @@ from app.staff import deps as staff_deps
 from app.staff.router import router as staff_router
 from app.web import templates
 from consent import deps as consent_deps
+from consent.guardian import router as guardian_router
 from consent.router import router as consent_router
 from notify.directory import router as directory_router
 from notify.router import router as notify_router
@@ -47,6 +48,7 @@ def create_app() -> FastAPI:
     app.include_router(directory_router)
     staff_deps.install(app)
     app.include_router(consent_router)
+    app.include_router(guardian_router)
     consent_deps.install(app)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

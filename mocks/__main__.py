@@ -16,6 +16,7 @@ import uvicorn
 # (label for the demo's URL list, "module:factory", demo port). Ports match the defaults in
 # app/core/config.py (TSUNAGU_*_URL).
 STAND_INS: list[tuple[str, str, int]] = [
+    ("national-ID sign-in stand-in", "mocks.national_id.app:create_app", 8102),
     ("LINE stand-in / phone simulator", "mocks.line.app:create_app", 8105),
 ]
 

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     # Upstream systems outside the municipality (stand-ins in demo mode).
     myna_portal_url: str = "http://127.0.0.1:8101"
     national_id_url: str = "http://127.0.0.1:8102"
+    national_id_client_id: str = "tsunagu"
+    national_id_client_secret: SecretStr = SecretStr(DEFAULT_SECRET)
     school_platform_url: str = "http://127.0.0.1:8103"
     school_affairs_url: str = "http://127.0.0.1:8104"
     school_affairs_client_secret: SecretStr = SecretStr(DEFAULT_SECRET)
@@ -93,6 +95,7 @@ class Settings(BaseSettings):
             for name in (
                 "secret_key",
                 "school_affairs_client_secret",
+                "national_id_client_secret",
                 "line_channel_secret",
                 "line_channel_access_token",
             )

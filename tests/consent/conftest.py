@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
 from fastapi import FastAPI
+
+from app.core.config import get_settings
+from consent import signin
+from mocks.national_id.app import create_app as create_national_id
+from tests.live_server import live_server
 
 
 @pytest.fixture
@@ -14,3 +19,14 @@ async def https(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as http:
         yield http
+
+
+@pytest.fixture
+def national_id(settings_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The national-ID stand-in served for real on an ephemeral port, known to the settings."""
+    standin = create_national_id(redirect_uris=[signin.redirect_uri()])
+    with live_server(standin) as url:
+        monkeypatch.setenv("TSUNAGU_NATIONAL_ID_URL", url)
+        get_settings.cache_clear()
+        yield url
+    get_settings.cache_clear()
