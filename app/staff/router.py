@@ -210,6 +210,7 @@ def _alert_page(
             "meetings": workflow.meetings(session=session, alert=alert),
             "actions": workflow.actions(session=session, alert=alert),
             "colleagues": workflow.colleagues(session=session, staff=current.staff, alert=alert),
+            "resource_names": workflow.resource_names(session=session),
             "next_statuses": workflow.NEXT[alert.status],
             "needs_reason": workflow.NEEDS_REASON,
             "decisions": workflow.DECISIONS,

@@ -26,6 +26,7 @@ from app.staff.models import CaseMeeting, CaseNote, SupportAction
 from app.staff.service import PURPOSE, ChildView, actor_for, open_child, reach_clause
 from consent import policy
 from consent.scopes import Scope
+from notify import resources
 from rules.catalog import Catalog, load_catalog
 from rules.features import FEATURES
 from rules.models import (
@@ -246,6 +247,15 @@ def actions(*, session: Session, alert: Alert) -> Sequence[SupportAction]:
     return session.exec(
         select(SupportAction).where(SupportAction.alert_id == alert.id).order_by(col(SupportAction.due_on))
     ).all()
+
+
+def resource_names(*, session: Session) -> dict[int, str]:
+    """The published support resources a plan may link to (the directory is small)."""
+    return {
+        resource.id: f"{resource.name_ja}（{resource.area}）"
+        for resource in resources.search(session=session)
+        if resource.id is not None
+    }
 
 
 def colleagues(*, session: Session, staff: StaffUser, alert: Alert) -> list[StaffUser]:
@@ -608,6 +618,8 @@ def add_support_action(
         raise BadRequest("その職員は担当にできません。 / That person cannot own this action.")
     if owner_id is None and not owner_text.strip():
         raise BadRequest("担当を選ぶか入力してください。 / Say who does it.")
+    if resource_id is not None:
+        resources.get(session=session, resource_id=resource_id, published_only=True)
     action = SupportAction(
         alert_id=alert.id or 0,
         student_id=alert.student_id,

@@ -13,6 +13,7 @@ from app.roster.models import StaffRole
 from app.staff.models import CaseMeeting, SupportAction
 from app.staff.web import local_today
 from consent.scopes import Scope
+from notify.models import ResourceKind, SupportResource
 from rules.models import Alert, AlertEvent, AlertEventKind, AlertStatus, Category, ReviewCapacity
 from tests.factories import make_grant
 from tests.staff.conftest import HTML, Roster, make_alert, make_staff, sign_in_directly
@@ -260,3 +261,33 @@ async def test_alert_of_a_child_outside_reach_is_not_found(
     moved = await _post(client, f"/staff/alerts/{alert.id}/status", csrf, expected="new", to="under_review")
     assert moved.status_code == 404
     assert _status(session, alert) is AlertStatus.new
+
+
+async def test_support_action_links_a_published_resource_only(
+    client: httpx.AsyncClient, session: Session, roster: Roster
+) -> None:
+    alert = make_alert(session, roster.child, status=AlertStatus.case_meeting)
+    cafeteria = SupportResource(name_ja="つなぐこども食堂", kind=ResourceKind.kodomo_shokudo, area="中央")
+    hidden = SupportResource(
+        name_ja="非公開の窓口", kind=ResourceKind.consultation, area="中央", published=False
+    )
+    session.add_all([cafeteria, hidden])
+    session.flush()
+    csrf = sign_in_directly(client, session, make_staff(session, roster, StaffRole.school_social_worker))
+    base = f"/staff/alerts/{alert.id}"
+    due = (local_today() + timedelta(days=3)).isoformat()
+    for resource, code in ((hidden.id, 404), (999_999, 404), (cafeteria.id, 303)):
+        answer = await _post(
+            client,
+            f"{base}/actions",
+            csrf,
+            what="食堂を紹介",
+            due_on=due,
+            owner_text="SSW",
+            resource=str(resource),
+        )
+        assert answer.status_code == code
+    linked = session.exec(select(SupportAction).where(SupportAction.alert_id == alert.id)).one()
+    assert linked.resource_id == cafeteria.id
+    page = await client.get(base, headers=HTML)
+    assert "つなぐこども食堂（中央）" in page.text
