@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy import Engine
 from sqlmodel import SQLModel
 
+import app.models  # noqa: F401  (every table, so that a wipe also sees the tables that refer to the roster)
 from app.core import bulk
 from app.core.errors import ConfigurationError, Conflict
 from app.core.migrate import pending_reason

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from app.core.migrate import upgrade
 from app.roster.models import Student
 from app.world.generator import WorldSpec, generate
 from app.world.loader import is_seeded, load_world
+from consent.models import InvitationCode
 from tests.databases import fresh_database
 
 STUDENTS = 240
@@ -148,9 +150,13 @@ def test_force_wipes_and_seeds_again_and_new_rows_get_fresh_ids(empty_database_u
     try:
         upgrade(engine)
         first = load_world(engine, students=30, seed=2, force=False)
+        with Session(engine) as session:  # another domain's row that names a seeded child
+            session.add(InvitationCode(student_id=1, code_hash="x", expires_at=datetime.now(UTC)))
+            session.commit()
         second = load_world(engine, students=30, seed=2, force=True)
         assert first["rows"] == second["rows"]
         assert scalar(engine, "SELECT count(*) FROM student") == 30
+        assert scalar(engine, "SELECT count(*) FROM invitation_code") == 0
         with Session(engine) as session:
             existing = session.exec(select(Student)).first()
             assert existing is not None
