@@ -123,7 +123,7 @@ def load_world(
     fetched_at = utcnow()
     rows: Counter[str] = Counter()
     labels: list[Label] = []
-    with _progress(progress, spec.students) as advance, _indexes_built_after(engine):
+    with _progress(progress, spec.students) as advance, _indexes_built_after(engine), _checked_after(engine):
         for batch in generate(spec):
             with engine.begin() as connection:
                 if connection.dialect.name == "sqlite":
@@ -188,6 +188,36 @@ def _indexes_built_after(engine: Engine) -> Iterator[None]:
                 index.create(connection, checkfirst=True)
             if connection.dialect.name == "sqlite":
                 connection.exec_driver_sql("PRAGMA cache_size = -2000")  # back to SQLite's default
+
+
+@contextmanager
+def _checked_after(engine: Engine) -> Iterator[None]:
+    """PostgreSQL: drop the source tables' unique and foreign-key constraints while loading, add them after.
+
+    PostgreSQL's advice for populating a database: checking a constraint once over the loaded
+    table (a sorted index build, one join) is much cheaper than a check per copied row. Adding
+    them back checks every row, so a load that broke one still fails, after the fact. SQLite
+    cannot drop a constraint without rebuilding the table, so there the checks stay live.
+    """
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    constraints = [
+        constraint
+        for model in SEEDED_TABLES
+        if issubclass(model, Provenance)
+        for constraint in _table(model).constraints
+        if isinstance(constraint, sa.UniqueConstraint | sa.ForeignKeyConstraint)
+    ]
+    with engine.begin() as connection:
+        for constraint in constraints:
+            connection.execute(sa.schema.DropConstraint(constraint))
+    try:
+        yield
+    finally:
+        with engine.begin() as connection:
+            for constraint in constraints:
+                connection.execute(sa.schema.AddConstraint(constraint))
 
 
 def _table(model: type[SQLModel]) -> sa.Table:

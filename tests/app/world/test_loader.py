@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from app.core.db import make_engine
+from app.core.db import make_engine, metadata
 from app.core.errors import ConfigurationError, Conflict
 from app.core.migrate import upgrade
 from app.roster.models import Student
@@ -137,6 +139,14 @@ def test_values_read_back_as_written(seeded: tuple[Engine, dict[str, Any], Path]
                     assert values[name].replace(tzinfo=None) == value.replace(tzinfo=None), name
                 else:
                     assert values[name] == value, name
+
+
+def test_the_schema_is_whole_after_a_load(seeded: tuple[Engine, dict[str, Any], Path]) -> None:
+    """The loader builds indexes (and on PostgreSQL constraints) after the rows: all must be back."""
+    engine, _, _ = seeded
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, metadata) == []
 
 
 def test_a_seeded_database_is_refused_without_force(seeded: tuple[Engine, dict[str, Any], Path]) -> None:
