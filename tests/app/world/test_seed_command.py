@@ -8,6 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+from typer.testing import CliRunner
+
+from app.cli import cli
+from app.core.config import get_settings
+from app.core.db import get_engine, make_engine
+from app.core.migrate import upgrade
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -41,22 +49,32 @@ def test_seed_against_an_unreachable_database_is_one_clear_line() -> None:
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_seed_then_refuse_then_force(empty_database_url: str, tmp_path: Path) -> None:
+def test_seed_writes_a_summary_and_labels_then_refuses_a_second_time(
+    empty_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     env = {"TSUNAGU_DATABASE_URL": empty_database_url}
-    labels = tmp_path / "labels.json"
     unmigrated = tsunagu("seed", "--students", "20", env=env)
     assert unmigrated.returncode == 1 and "tsunagu db upgrade" in unmigrated.stderr
-    assert tsunagu("db", "upgrade", env=env).returncode == 0
-    first = tsunagu("seed", "--students", "20", "--labels", str(labels), env=env)
-    assert first.returncode == 0, first.stderr
-    summary = json.loads(first.stdout)
-    assert summary["students"] == 20 and summary["rows"]["student"] == 20
-    assert json.loads(labels.read_text(encoding="utf-8"))["students"] == 20
+
+    engine = make_engine(empty_database_url)
+    upgrade(engine)
+    engine.dispose()
+    labels = tmp_path / "labels.json"
+    monkeypatch.setenv("TSUNAGU_DATABASE_URL", empty_database_url)
+    get_settings.cache_clear()
+    get_engine.cache_clear()
+    try:
+        first = CliRunner().invoke(cli, ["seed", "--students", "20", "--labels", str(labels)])
+        assert first.exit_code == 0, first.output
+        summary = json.loads(first.stdout)
+        assert summary["students"] == 20 and summary["rows"]["student"] == 20
+        assert json.loads(labels.read_text(encoding="utf-8"))["students"] == 20
+    finally:
+        get_engine().dispose()
+        get_settings.cache_clear()
+        get_engine.cache_clear()
 
     again = tsunagu("seed", "--students", "20", env=env)
     assert again.returncode == 1
     assert "Traceback" not in again.stderr
     assert "--force" in again.stderr and len(again.stderr.strip().splitlines()) == 1
-
-    forced = tsunagu("seed", "--students", "20", "--force", "--labels", str(labels), env=env)
-    assert forced.returncode == 0, forced.stderr
