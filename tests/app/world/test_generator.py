@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from app.core.errors import BadRequest
-from app.roster.models import Guardian, Student
-from app.sources.models import AttendanceDay, MoodCheckin
+from app.roster.models import Guardian, StaffRole, StaffUser, Student
+from app.sources.models import AttendanceDay, HouseholdInfo, MoodCheckin
 from app.world.data import family_names, variant_kanji
 from app.world.generator import WorldSpec, generate
 from app.world.rows import Batch, Category, Rows
@@ -202,3 +202,36 @@ def test_size_is_bounded() -> None:
         WorldSpec(students=0, seed=1)
     with pytest.raises(BadRequest):
         WorldSpec(students=250_001, seed=1)
+
+
+def test_every_staff_role_has_an_account() -> None:
+    roles = set(column(world(), StaffUser, "role").tolist())
+    assert roles == {role.value for role in StaffRole}
+
+
+def test_young_carers_show_family_care_and_a_household_member_needing_care() -> None:
+    batches = world()
+    carers = {
+        label.student_id: np.datetime64(label.onset)
+        for batch in batches
+        for label in batch.labels
+        if label.category is Category.young_carer
+    }
+    assert carers
+    student, day = column(batches, AttendanceDay, "student_id"), column(batches, AttendanceDay, "day")
+    family_care = column(batches, AttendanceDay, "reason") == "family_care"
+    for key, onset in carers.items():
+        assert (family_care & (student == key) & (day >= onset)).any()
+    household = rows_of(batches, HouseholdInfo)
+    needing_care = {
+        key
+        for rows in household
+        for key, value, unknown in zip(
+            rows.columns["student_id"].tolist(),
+            rows.columns["member_needing_care"].tolist(),
+            rows.missing["member_needing_care"].tolist(),
+            strict=True,
+        )
+        if value and not unknown
+    }
+    assert len(needing_care & set(carers)) >= 0.5 * len(carers)
