@@ -67,8 +67,8 @@ def _student(session: Session, homeroom: Homeroom, ref: str, family: str, given:
     return student
 
 
-@pytest.fixture
-def roster(session: Session) -> Roster:
+def build_roster(session: Session) -> Roster:
+    """The roster, in any session (the tests' rolled-back one, or a live server's database)."""
     municipality = Municipality(code="999991", name="つなぐ市")
     session.add(municipality)
     session.flush()
@@ -100,6 +100,11 @@ def roster(session: Session) -> Roster:
         classmate_elsewhere=_student(session, homerooms[1], "S-0002", "髙橋", "一郎"),
         far_child=_student(session, homerooms[2], "S-9001", "佐藤", "次郎"),
     )
+
+
+@pytest.fixture
+def roster(session: Session) -> Roster:
+    return build_roster(session)
 
 
 def make_staff(session: Session, roster: Roster, role: StaffRole, login: str | None = None) -> StaffUser:
