@@ -154,6 +154,12 @@ class Rule:
     source: str  # the file it came from
 
     @property
+    def required_scopes(self) -> frozenset[Scope]:
+        """What the family must have shared for the rule to run; boosters' scopes are optional:
+        without them the rule runs and the fact simply adds nothing."""
+        return frozenset(a.feature.scope for a in self.atoms)
+
+    @property
     def features(self) -> frozenset[str]:
         return frozenset(a.feature.name for a in self.atoms) | frozenset(
             b.atom.feature.name for b in self.boosters

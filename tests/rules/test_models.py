@@ -9,12 +9,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from rules.models import Alert, AlertStatus, Category, RunKind, ScreeningRun
-from tests.rules.factories import make_school, make_student
+from tests.rules.factories import make_school_with_calendar
+from tests.factories import make_student
 
 
 def test_one_open_alert_per_child_and_category(session: Session) -> None:
-    school = make_school(session, first_day=date(2026, 4, 6), last_day=date(2026, 4, 30))
-    child = make_student(session, school, enrolled_on=date(2026, 4, 6))
+    school = make_school_with_calendar(session)
+    child = make_student(session, school=school)
     run = ScreeningRun(kind=RunKind.full, as_of=date(2026, 4, 30), catalog_version="x")
     session.add(run)
     session.flush()

@@ -1,0 +1,713 @@
+"""Features for every child at once: one set-based SQL query per feature family.
+
+Each family query starts from the enrolled children and LEFT JOINs aggregates of its source
+table over the windows ending on the as-of day, so a child without rows still gets a row and
+the SELECT decides what that means: zero when the child was enrolled for the whole window,
+NULL (unknown) when not. Only the features the catalog uses are selected. SQLAlchemy Core only,
+so the same query runs on SQLite and PostgreSQL; results land in numpy columns with NaN for
+unknown, which `rules.evaluate` reads without a Python loop per child.
+
+Definitions shared with the plain-Python reference (`rules.reference`), which the tests hold
+this module to:
+- a child is screened on day D when enrolled_on ≤ D and (left_on is NULL or left_on ≥ D);
+- a window is *covered* when the child was enrolled on its first school day (or, with no
+  school day in it, on its first calendar day); windowed counts are unknown when not covered;
+- required days = school days in the window − excused (出席停止・忌引) marks; rates are unknown
+  when required days are 0;
+- marks are counted as recorded: the connector quarantines marks on days that are not 授業日;
+- timestamps are stored in UTC and bucketed by the municipality's local day.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import sqlalchemy as sa
+from numpy.typing import NDArray
+
+from app.roster.models import SchoolDay, Student
+from app.sources.models import (
+    AssignmentSubmission,
+    AttendanceDay,
+    AttendanceMark,
+    AttendanceReason,
+    BenefitStatus,
+    FeeStatus,
+    GradeRecord,
+    HouseholdInfo,
+    LearningActivity,
+    MoodCheckin,
+    NurseComplaint,
+    NurseVisit,
+    SchoolAidStatus,
+    Weather,
+)
+from rules.features import FEATURES, Family, Window, school_year_start, window_start
+
+_student: sa.Table = Student.__table__  # type: ignore[attr-defined]
+_school_day: sa.Table = SchoolDay.__table__  # type: ignore[attr-defined]
+_attendance: sa.Table = AttendanceDay.__table__  # type: ignore[attr-defined]
+_nurse: sa.Table = NurseVisit.__table__  # type: ignore[attr-defined]
+_mood: sa.Table = MoodCheckin.__table__  # type: ignore[attr-defined]
+_learning: sa.Table = LearningActivity.__table__  # type: ignore[attr-defined]
+_assignment: sa.Table = AssignmentSubmission.__table__  # type: ignore[attr-defined]
+_grade: sa.Table = GradeRecord.__table__  # type: ignore[attr-defined]
+_fee: sa.Table = FeeStatus.__table__  # type: ignore[attr-defined]
+_benefit: sa.Table = BenefitStatus.__table__  # type: ignore[attr-defined]
+_aid: sa.Table = SchoolAidStatus.__table__  # type: ignore[attr-defined]
+_household: sa.Table = HouseholdInfo.__table__  # type: ignore[attr-defined]
+
+_INSERT_BATCH = 10_000
+
+
+@dataclass(frozen=True)
+class Period:
+    """The as-of day and everything derived from it that every family needs."""
+
+    as_of: date
+    tz: ZoneInfo
+
+    def start(self, window: Window) -> date:
+        return window_start(window, self.as_of)
+
+    @property
+    def earliest(self) -> date:
+        return min(self.start(w) for w in Window)
+
+    def utc(self, day: date) -> datetime:
+        """The UTC instant at which the local day begins."""
+        return datetime.combine(day, time(), self.tz).astimezone(UTC)
+
+    @property
+    def end_utc(self) -> datetime:
+        return self.utc(self.as_of + timedelta(days=1))
+
+
+@dataclass
+class FeatureTable:
+    """Feature columns aligned with `student_ids`; NaN is unknown, flags are 1.0 / 0.0."""
+
+    student_ids: NDArray[np.int64]
+    school_ids: NDArray[np.int64]
+    values: dict[str, NDArray[np.float64]]
+
+    def row(self, index: int) -> dict[str, float | None]:
+        return {
+            name: None if np.isnan(column[index]) else float(column[index])
+            for name, column in self.values.items()
+        }
+
+
+def _enrolled(period: Period, children: sa.Table | None) -> sa.CTE:
+    query = sa.select(
+        _student.c.id, _student.c.school_id, _student.c.enrolled_on, _student.c.transferred_in
+    ).where(
+        _student.c.enrolled_on <= period.as_of,
+        sa.or_(_student.c.left_on.is_(None), _student.c.left_on >= period.as_of),
+    )
+    if children is not None:
+        query = query.join(children, children.c.student_id == _student.c.id)
+    return query.cte("enrolled")
+
+
+def _school_windows(period: Period) -> sa.CTE:
+    """Per school and window: the number of school days and the first one."""
+    day = _school_day.c.day
+    columns: list[sa.ColumnElement[Any]] = [_school_day.c.school_id]
+    for window in Window:
+        inside = day >= period.start(window)
+        columns.append(sa.func.sum(sa.case((inside, 1), else_=0)).label(f"days_{window.value}"))
+        columns.append(sa.func.min(sa.case((inside, day))).label(f"first_{window.value}"))
+    return (
+        sa.select(*columns)
+        .where(day >= period.earliest, day <= period.as_of)
+        .group_by(_school_day.c.school_id)
+        .cte("school_windows")
+    )
+
+
+def _covered(base: sa.CTE, windows: sa.CTE, period: Period, window: Window) -> sa.ColumnElement[bool]:
+    first = sa.func.coalesce(windows.c[f"first_{window.value}"], period.start(window))
+    return base.c.enrolled_on <= first
+
+
+def _count_in(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
+    return sa.func.sum(sa.case((condition, 1), else_=0))
+
+
+def _known(condition: sa.ColumnElement[bool], value: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    return sa.case((condition, value), else_=sa.null())
+
+
+def _float(value: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    return sa.cast(value, sa.Float)
+
+
+def _windowed_names(stem: str, wanted: Collection[str]) -> list[Window]:
+    return [w for w in Window if f"{stem}_{w.value}" in wanted]
+
+
+# --- families ---------------------------------------------------------------------------------
+
+
+def _family_attendance(base: sa.CTE, period: Period, wanted: Collection[str]) -> sa.Select[Any]:
+    windows = _school_windows(period)
+    a = _attendance.c
+    counts: dict[str, sa.ColumnElement[bool]] = {
+        "absent": a.mark == AttendanceMark.absent,
+        "excused": a.mark == AttendanceMark.excused,
+        "late": a.mark == AttendanceMark.late,
+        "early": a.mark == AttendanceMark.early_leave,
+        "care": sa.and_(a.mark == AttendanceMark.absent, a.reason == AttendanceReason.family_care),
+    }
+    marks = (
+        sa.select(
+            a.student_id,
+            *[
+                _count_in(sa.and_(condition, a.day >= period.start(w))).label(f"{k}_{w.value}")
+                for k, condition in counts.items()
+                for w in Window
+            ],
+        )
+        .join(base, base.c.id == a.student_id)
+        .where(a.day >= period.earliest, a.day <= period.as_of)
+        .group_by(a.student_id)
+        .cte("marks")
+    )
+    columns: list[sa.ColumnElement[Any]] = []
+    for w in Window:
+        covered = _covered(base, windows, period, w)
+        school_days = sa.func.coalesce(windows.c[f"days_{w.value}"], 0)
+        excused = sa.func.coalesce(marks.c[f"excused_{w.value}"], 0)
+        absent = sa.func.coalesce(marks.c[f"absent_{w.value}"], 0)
+        required = school_days - excused
+        has_required = sa.and_(covered, required > 0)
+        candidates: dict[str, sa.ColumnElement[Any]] = {
+            "required_days": _known(covered, required),
+            "absence_days": _known(covered, absent),
+            "absence_rate": _known(has_required, _float(absent) / _float(required)),
+            "attendance_rate": _known(has_required, _float(required - absent) / _float(required)),
+            "late_arrivals": _known(covered, sa.func.coalesce(marks.c[f"late_{w.value}"], 0)),
+            "early_leaves": _known(covered, sa.func.coalesce(marks.c[f"early_{w.value}"], 0)),
+            "absence_reason_family_care": _known(covered, sa.func.coalesce(marks.c[f"care_{w.value}"], 0)),
+        }
+        columns += [
+            value.label(f"{stem}_{w.value}")
+            for stem, value in candidates.items()
+            if f"{stem}_{w.value}" in wanted
+        ]
+    query = (
+        sa.select(base.c.id, *columns)
+        .select_from(base)
+        .outerjoin(windows, windows.c.school_id == base.c.school_id)
+        .outerjoin(marks, marks.c.student_id == base.c.id)
+    )
+    if "consecutive_absence_days" in wanted:
+        run = _consecutive_absences(base, period)
+        # Before a transfer student's first day here, attendance is unknown, not present.
+        earlier_day_enrolled = sa.exists().where(
+            _school_day.c.school_id == base.c.school_id,
+            _school_day.c.day >= base.c.enrolled_on,
+            _school_day.c.day < run.c.first_day,
+        )
+        reaches_enrolment = sa.and_(
+            base.c.transferred_in.is_(True), run.c.first_day.is_not(None), ~earlier_day_enrolled
+        )
+        query = query.add_columns(
+            sa.case((reaches_enrolment, sa.null()), else_=sa.func.coalesce(run.c.absent_days, 0)).label(
+                "consecutive_absence_days"
+            )
+        ).outerjoin(run, run.c.student_id == base.c.id)
+    return query.order_by(base.c.id)
+
+
+def _consecutive_absences(base: sa.CTE, period: Period) -> sa.CTE:
+    """The run of absent school days ending on the school's latest school day (excused days
+    neither count nor break it), for the few children absent or excused on that day.
+
+    Gaps and islands: over a child's absent-or-excused days numbered by school-day ordinal,
+    ordinal − row_number() is constant within a run of consecutive school days.
+    """
+    ordinal = (
+        sa.select(
+            _school_day.c.school_id,
+            _school_day.c.day,
+            sa.func.row_number()
+            .over(partition_by=_school_day.c.school_id, order_by=_school_day.c.day)
+            .label("n"),
+        )
+        .where(_school_day.c.day <= period.as_of)
+        .cte("ordinal")
+    )
+    latest = (
+        sa.select(ordinal.c.school_id, sa.func.max(ordinal.c.n).label("n"))
+        .group_by(ordinal.c.school_id)
+        .cte("latest")
+    )
+    a = _attendance.c
+    away = a.mark.in_([AttendanceMark.absent, AttendanceMark.excused])
+    latest_day = (
+        sa.select(ordinal.c.school_id, ordinal.c.day)
+        .join(latest, sa.and_(latest.c.school_id == ordinal.c.school_id, latest.c.n == ordinal.c.n))
+        .cte("latest_day")
+    )
+    candidates = (
+        sa.select(base.c.id.label("student_id"), base.c.school_id)
+        .join(latest_day, latest_day.c.school_id == base.c.school_id)
+        .join(_attendance, sa.and_(a.student_id == base.c.id, a.day == latest_day.c.day))
+        .where(away)
+        .distinct()
+        .cte("candidates")
+    )
+    numbered = (
+        sa.select(
+            candidates.c.student_id,
+            ordinal.c.day,
+            ordinal.c.n,
+            a.mark,
+            (
+                ordinal.c.n
+                - sa.func.dense_rank().over(partition_by=candidates.c.student_id, order_by=ordinal.c.n)
+            ).label("island"),
+        )
+        .join(_attendance, a.student_id == candidates.c.student_id)
+        .join(
+            ordinal,
+            sa.and_(ordinal.c.school_id == candidates.c.school_id, ordinal.c.day == a.day),
+        )
+        .where(away, a.day <= period.as_of)
+        .cte("numbered")
+    )
+    last_island = (
+        sa.select(
+            numbered.c.student_id,
+            (latest.c.n - sa.func.count(sa.distinct(numbered.c.n))).label("island"),
+        )
+        .join(candidates, candidates.c.student_id == numbered.c.student_id)
+        .join(latest, latest.c.school_id == candidates.c.school_id)
+        .group_by(numbered.c.student_id, latest.c.n)
+        .cte("last_island")
+    )
+    return (
+        sa.select(
+            numbered.c.student_id,
+            _count_in(numbered.c.mark == AttendanceMark.absent).label("absent_days"),
+            sa.func.min(numbered.c.day).label("first_day"),
+        )
+        .join(
+            last_island,
+            sa.and_(
+                last_island.c.student_id == numbered.c.student_id,
+                last_island.c.island == numbered.c.island,
+            ),
+        )
+        .group_by(numbered.c.student_id)
+        .cte("absence_run")
+    )
+
+
+def _family_nurse(base: sa.CTE, period: Period, wanted: Collection[str]) -> sa.Select[Any]:
+    windows = _school_windows(period)
+    n = _nurse.c
+    visits = (
+        sa.select(
+            n.student_id,
+            *[_count_in(n.visited_at >= period.utc(period.start(w))).label(f"all_{w.value}") for w in Window],
+            *[
+                _count_in(
+                    sa.and_(
+                        n.visited_at >= period.utc(period.start(w)),
+                        n.complaint == NurseComplaint.emotional,
+                    )
+                ).label(f"emotional_{w.value}")
+                for w in Window
+            ],
+        )
+        .join(base, base.c.id == n.student_id)
+        .where(n.visited_at >= period.utc(period.earliest), n.visited_at < period.end_utc)
+        .group_by(n.student_id)
+        .cte("visits")
+    )
+    columns = []
+    for stem, key in (("nurse_visits", "all"), ("nurse_visits_emotional", "emotional")):
+        for w in _windowed_names(stem, wanted):
+            columns.append(
+                _known(
+                    _covered(base, windows, period, w),
+                    sa.func.coalesce(visits.c[f"{key}_{w.value}"], 0),
+                ).label(f"{stem}_{w.value}")
+            )
+    return (
+        sa.select(base.c.id, *columns)
+        .select_from(base)
+        .outerjoin(windows, windows.c.school_id == base.c.school_id)
+        .outerjoin(visits, visits.c.student_id == base.c.id)
+        .order_by(base.c.id)
+    )
+
+
+def _family_mood(base: sa.CTE, period: Period, wanted: Collection[str]) -> sa.Select[Any]:
+    windows = _school_windows(period)
+    m = _mood.c
+    picks = {
+        "checkin": sa.true(),
+        "low": m.weather.in_([Weather.rain, Weather.thunder]),
+        "thunder": m.weather == Weather.thunder,
+    }
+    checkins = (
+        sa.select(
+            m.student_id,
+            *[
+                _count_in(sa.and_(condition, m.day >= period.start(w))).label(f"{k}_{w.value}")
+                for k, condition in picks.items()
+                for w in Window
+            ],
+        )
+        .join(base, base.c.id == m.student_id)
+        .where(m.day >= period.earliest, m.day <= period.as_of)
+        .group_by(m.student_id)
+        .cte("checkins")
+    )
+    columns = []
+    for w in _windowed_names("mood_checkin_days", wanted):
+        columns.append(
+            _known(
+                _covered(base, windows, period, w),
+                sa.func.coalesce(checkins.c[f"checkin_{w.value}"], 0),
+            ).label(f"mood_checkin_days_{w.value}")
+        )
+    for stem, key in (("mood_low_days", "low"), ("mood_thunder_days", "thunder")):
+        for w in _windowed_names(stem, wanted):
+            some = sa.and_(_covered(base, windows, period, w), checkins.c[f"checkin_{w.value}"] > 0)
+            columns.append(_known(some, checkins.c[f"{key}_{w.value}"]).label(f"{stem}_{w.value}"))
+    return (
+        sa.select(base.c.id, *columns)
+        .select_from(base)
+        .outerjoin(windows, windows.c.school_id == base.c.school_id)
+        .outerjoin(checkins, checkins.c.student_id == base.c.id)
+        .order_by(base.c.id)
+    )
+
+
+def complete_weeks(period: Period, window: Window) -> list[date]:
+    """The Mondays of the weeks lying wholly inside the window."""
+    start = period.start(window)
+    monday = start + timedelta(days=(7 - start.weekday()) % 7)
+    weeks = []
+    while monday + timedelta(days=6) <= period.as_of:
+        weeks.append(monday)
+        monday += timedelta(days=7)
+    return weeks
+
+
+def _family_learning(base: sa.CTE, period: Period, wanted: Collection[str]) -> sa.Select[Any]:
+    windows = _school_windows(period)
+    act = _learning.c
+    sign_in_windows = [(w, complete_weeks(period, w)) for w in _windowed_names("sign_in_days", wanted)]
+    week_columns: list[sa.ColumnElement[Any]] = []
+    for w, weeks in sign_in_windows:
+        if not weeks:
+            continue
+        inside = act.week_start.in_(weeks)
+        week_columns += [
+            sa.func.sum(sa.case((inside, act.sign_in_days), else_=0)).label(f"days_{w.value}"),
+            _count_in(sa.and_(inside, act.sign_in_days.is_not(None))).label(f"weeks_{w.value}"),
+        ]
+    s = _assignment.c
+    missed = sa.or_(s.submitted_at.is_(None), s.submitted_at > s.due_at)
+    due_windows = [
+        w
+        for w in Window
+        if f"assignments_missed_{w.value}" in wanted or f"assignment_submission_rate_{w.value}" in wanted
+    ]
+    columns: list[sa.ColumnElement[Any]] = []
+    query = sa.select(base.c.id).select_from(base)
+    if week_columns:
+        every_week = [week for _, weeks in sign_in_windows for week in weeks]
+        weekly = (
+            sa.select(act.student_id, *week_columns)
+            .join(base, base.c.id == act.student_id)
+            .where(act.week_start >= min(every_week), act.week_start <= max(every_week))
+            .group_by(act.student_id)
+            .cte("weekly")
+        )
+        query = query.outerjoin(weekly, weekly.c.student_id == base.c.id)
+        for w, weeks in sign_in_windows:
+            if not weeks:
+                columns.append(sa.null().label(f"sign_in_days_{w.value}"))
+                continue
+            columns.append(
+                _known(weekly.c[f"weeks_{w.value}"] == len(weeks), weekly.c[f"days_{w.value}"]).label(
+                    f"sign_in_days_{w.value}"
+                )
+            )
+    elif sign_in_windows:
+        columns += [sa.null().label(f"sign_in_days_{w.value}") for w, _ in sign_in_windows]
+    if due_windows:
+        assignments = (
+            sa.select(
+                s.student_id,
+                *[
+                    _count_in(s.due_at >= period.utc(period.start(w))).label(f"due_{w.value}")
+                    for w in due_windows
+                ],
+                *[
+                    _count_in(sa.and_(s.due_at >= period.utc(period.start(w)), missed)).label(
+                        f"missed_{w.value}"
+                    )
+                    for w in due_windows
+                ],
+            )
+            .join(base, base.c.id == s.student_id)
+            .where(s.due_at >= period.utc(period.earliest), s.due_at < period.end_utc)
+            .group_by(s.student_id)
+            .cte("assignments")
+        )
+        query = query.outerjoin(windows, windows.c.school_id == base.c.school_id).outerjoin(
+            assignments, assignments.c.student_id == base.c.id
+        )
+        for w in due_windows:
+            due = assignments.c[f"due_{w.value}"]
+            known = sa.and_(_covered(base, windows, period, w), due > 0)
+            missed_count = assignments.c[f"missed_{w.value}"]
+            if f"assignments_missed_{w.value}" in wanted:
+                columns.append(_known(known, missed_count).label(f"assignments_missed_{w.value}"))
+            if f"assignment_submission_rate_{w.value}" in wanted:
+                columns.append(
+                    _known(known, _float(due - missed_count) / _float(due)).label(
+                        f"assignment_submission_rate_{w.value}"
+                    )
+                )
+    return query.add_columns(*columns).order_by(base.c.id)
+
+
+def finished_terms(as_of: date, count: int = 2) -> list[tuple[int, int]]:
+    """The last `count` terms (school year, term) that ended before the as-of day, newest first."""
+    year = school_year_start(as_of).year
+    ends = [
+        ((y, t), end)
+        for y in (year - 1, year)
+        for t, end in ((1, date(y, 8, 31)), (2, date(y, 12, 31)), (3, date(y + 1, 3, 31)))
+    ]
+    done = [term for term, end in ends if end < as_of]
+    return list(reversed(done))[:count]
+
+
+def _family_grades(base: sa.CTE, period: Period, wanted: Collection[str]) -> sa.Select[Any]:
+    g = _grade.c
+    terms = finished_terms(period.as_of)
+    if not terms:
+        return sa.select(base.c.id, *[sa.null().label(name) for name in sorted(wanted)]).order_by(base.c.id)
+    latest = terms[0]
+    previous = terms[1] if len(terms) > 1 else (0, 0)
+
+    def average(term: tuple[int, int]) -> sa.ColumnElement[float]:
+        is_term = sa.and_(g.school_year == term[0], g.term == term[1], g.score.is_not(None))
+        return sa.func.avg(sa.case((is_term, _float(g.score))))
+
+    scores = (
+        sa.select(g.student_id, average(latest).label("latest"), average(previous).label("previous"))
+        .join(base, base.c.id == g.student_id)
+        .where(sa.tuple_(g.school_year, g.term).in_([latest, previous]))
+        .group_by(g.student_id)
+        .cte("scores")
+    )
+    columns = []
+    if "grade_average_latest_term" in wanted:
+        columns.append(scores.c.latest.label("grade_average_latest_term"))
+    if "grade_change_from_previous_term" in wanted:
+        columns.append((scores.c.latest - scores.c.previous).label("grade_change_from_previous_term"))
+    return (
+        sa.select(base.c.id, *columns)
+        .select_from(base)
+        .outerjoin(scores, scores.c.student_id == base.c.id)
+        .order_by(base.c.id)
+    )
+
+
+def _family_fees(base: sa.CTE, period: Period, wanted: Collection[str]) -> sa.Select[Any]:
+    f = _fee.c
+    months = (
+        sa.select(
+            f.student_id,
+            sa.func.count().label("months"),
+            _count_in(f.arrears.is_(True)).label("arrears"),
+            _count_in(f.arrears.is_(None)).label("unknown"),
+        )
+        .join(base, base.c.id == f.student_id)
+        .where(
+            f.month >= school_year_start(period.as_of),
+            f.month <= period.as_of.replace(day=1),
+        )
+        .group_by(f.student_id)
+        .cte("months")
+    )
+    known = sa.and_(months.c.months > 0, months.c.unknown == 0)
+    return (
+        sa.select(base.c.id, _known(known, months.c.arrears).label("lunch_arrears_months"))
+        .select_from(base)
+        .outerjoin(months, months.c.student_id == base.c.id)
+        .order_by(base.c.id)
+    )
+
+
+def _flag(value: sa.ColumnElement[Any]) -> sa.ColumnElement[int]:
+    return sa.case((value.is_(True), 1), (value.is_(False), 0), else_=sa.null())
+
+
+def _latest(base: sa.CTE, table: sa.Table, as_of: date, *keys: str) -> sa.Subquery:
+    """Each child's (per key) row with the newest as_of on or before the day."""
+    newest = (
+        sa.select(
+            table.c.student_id,
+            *[table.c[k] for k in keys],
+            sa.func.max(table.c.as_of).label("as_of"),
+        )
+        .join(base, base.c.id == table.c.student_id)
+        .where(table.c.as_of <= as_of)
+        .group_by(table.c.student_id, *[table.c[k] for k in keys])
+        .subquery()
+    )
+    match = [table.c.student_id == newest.c.student_id, table.c.as_of == newest.c.as_of]
+    match += [table.c[k] == newest.c[k] for k in keys]
+    return sa.select(table).join(newest, sa.and_(*match)).subquery()
+
+
+_BENEFIT_FEATURES = {
+    "receives_child_rearing_allowance": "child_rearing_allowance",
+    "receives_public_assistance": "public_assistance",
+    "resident_tax_exempt": "resident_tax_exempt",
+}
+
+
+def _family_status(base: sa.CTE, period: Period, wanted: Collection[str]) -> sa.Select[Any]:
+    query = sa.select(base.c.id).select_from(base)
+    benefit_names = [name for name in _BENEFIT_FEATURES if name in wanted]
+    if benefit_names:
+        latest = _latest(base, _benefit, period.as_of, "benefit")
+        benefits = (
+            sa.select(
+                latest.c.student_id,
+                *[
+                    sa.func.max(
+                        sa.case((latest.c.benefit == _BENEFIT_FEATURES[name], _flag(latest.c.receiving)))
+                    ).label(name)
+                    for name in benefit_names
+                ],
+            )
+            .group_by(latest.c.student_id)
+            .subquery("benefits")
+        )
+        query = query.outerjoin(benefits, benefits.c.student_id == base.c.id).add_columns(
+            *[benefits.c[name] for name in benefit_names]
+        )
+    if "school_aid_approved" in wanted:
+        aid = (
+            sa.select(
+                _aid.c.student_id,
+                sa.case(
+                    (_aid.c.status == "approved", 1),
+                    (_aid.c.status.in_(["denied", "not_applied"]), 0),
+                    else_=sa.null(),
+                ).label("school_aid_approved"),
+            )
+            .join(base, base.c.id == _aid.c.student_id)
+            .where(_aid.c.school_year == school_year_start(period.as_of).year)
+            .subquery("aid")
+        )
+        query = query.outerjoin(aid, aid.c.student_id == base.c.id).add_columns(aid.c.school_aid_approved)
+    household_names = [
+        name for name in ("single_parent_household", "household_member_needing_care") if name in wanted
+    ]
+    if household_names:
+        home = _latest(base, _household, period.as_of)
+        source = {
+            "single_parent_household": home.c.single_parent,
+            "household_member_needing_care": home.c.member_needing_care,
+        }
+        query = query.outerjoin(home, home.c.student_id == base.c.id).add_columns(
+            *[_flag(source[name]).label(name) for name in household_names]
+        )
+    return query.order_by(base.c.id)
+
+
+_FAMILIES: dict[Family, Callable[[sa.CTE, Period, Collection[str]], sa.Select[Any]]] = {
+    Family.attendance: _family_attendance,
+    Family.nurse: _family_nurse,
+    Family.mood: _family_mood,
+    Family.learning: _family_learning,
+    Family.grades: _family_grades,
+    Family.fees: _family_fees,
+    Family.status: _family_status,
+}
+
+
+def compute_features(
+    *,
+    connection: sa.Connection,
+    as_of: date,
+    features: Collection[str],
+    student_ids: Collection[int] | None = None,
+    timezone: str = "Asia/Tokyo",
+) -> FeatureTable:
+    """The named features of every child enrolled on AS_OF, or of STUDENT_IDS among them.
+
+    Given STUDENT_IDS (the children consent allows), every family query joins a temporary
+    table of them, so no other child's rows are read, at any scale, without a long IN list.
+    """
+    period = Period(as_of=as_of, tz=ZoneInfo(timezone))
+    unknown = sorted(set(features) - set(FEATURES))
+    if unknown:
+        raise ValueError(f"unknown features: {unknown}")
+    if student_ids is None:
+        return _compute(connection, period, features, None)
+    # A session-local temporary table, not schema: it vanishes with the connection and is
+    # dropped as soon as the features are read.
+    children = sa.Table(
+        f"screening_children_{uuid.uuid4().hex[:12]}",
+        sa.MetaData(),
+        sa.Column("student_id", sa.Integer, primary_key=True),
+        prefixes=["TEMPORARY"],
+    )
+    children.create(connection)
+    try:
+        ids = sorted(set(student_ids))
+        for start in range(0, len(ids), _INSERT_BATCH):
+            connection.execute(
+                children.insert(), [{"student_id": i} for i in ids[start : start + _INSERT_BATCH]]
+            )
+        return _compute(connection, period, features, children)
+    finally:
+        children.drop(connection)
+
+
+def _compute(
+    connection: sa.Connection, period: Period, features: Collection[str], children: sa.Table | None
+) -> FeatureTable:
+    base = _enrolled(period, children)
+    roster = connection.execute(sa.select(base.c.id, base.c.school_id).order_by(base.c.id)).all()
+    ids = np.array([r[0] for r in roster], dtype=np.int64)
+    table = FeatureTable(
+        student_ids=ids,
+        school_ids=np.array([r[1] for r in roster], dtype=np.int64),
+        values={},
+    )
+    by_family: dict[Family, list[str]] = {}
+    for name in features:
+        by_family.setdefault(FEATURES[name].family, []).append(name)
+    for family, names in by_family.items():
+        result = connection.execute(_FAMILIES[family](base, period, set(names)))
+        keys = list(result.keys())[1:]
+        rows = result.all()
+        if len(rows) != len(ids):
+            raise RuntimeError(f"{family} returned {len(rows)} rows for {len(ids)} children")
+        columns = list(zip(*rows, strict=True))[1:] if rows else [() for _ in keys]
+        for key, column in zip(keys, columns, strict=True):
+            table.values[key] = np.array(column, dtype=np.float64)
+    return table

@@ -1,0 +1,105 @@
+"""Set-based features agree with the plain per-child reference, value for value, on both
+databases; unknown stays unknown."""
+
+from __future__ import annotations
+
+import math
+import random
+from datetime import date
+
+import pytest
+from sqlmodel import Session
+
+from rules.compute import compute_features
+from rules.features import FEATURES
+from rules.reference import child_features
+from tests.factories import make_student
+from tests.rules.factories import make_random_child, make_school_with_calendar, mark
+
+AS_OF_DAYS = [
+    date(2025, 4, 10),  # first week of the year: most windows reach into the spring break
+    date(2025, 6, 13),
+    date(2025, 8, 10),  # summer break: no school day in the 7- and 14-day windows
+    date(2025, 10, 1),
+    date(2026, 1, 20),
+    date(2026, 3, 19),
+]
+
+
+@pytest.fixture
+def children(session: Session) -> list[int]:
+    rng = random.Random(7)
+    school = make_school_with_calendar(session)
+    return [make_random_child(session, school, rng).id or 0 for _ in range(24)]
+
+
+@pytest.mark.parametrize("as_of", AS_OF_DAYS)
+def test_every_feature_matches_the_reference(
+    session: Session, children: list[int], as_of: date
+) -> None:
+    table = compute_features(
+        connection=session.connection(),
+        as_of=as_of,
+        features=list(FEATURES),
+        student_ids=children,
+    )
+    assert len(table.student_ids) > 0
+    for index, student_id in enumerate(table.student_ids):
+        expected = child_features(
+            session=session,
+            student_id=int(student_id),
+            as_of=as_of,
+            names=list(FEATURES),
+            timezone="Asia/Tokyo",
+        )
+        assert expected is not None
+        got = table.row(index)
+        mismatched = {
+            name: (got[name], expected[name])
+            for name in FEATURES
+            if not _same(got[name], expected[name])
+        }
+        assert mismatched == {}, f"child {student_id} on {as_of}"
+    screened = set(table.student_ids.tolist())
+    for student_id in set(children) - screened:  # left or not yet enrolled: not screened
+        assert (
+            child_features(
+                session=session, student_id=student_id, as_of=as_of, names=[], timezone="Asia/Tokyo"
+            )
+            is None
+        )
+
+
+def _same(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return math.isclose(a, b, rel_tol=0, abs_tol=1e-12)
+
+
+def test_blank_is_not_zero_for_a_transfer_student(session: Session) -> None:
+    school = make_school_with_calendar(session)
+    settled = make_student(session, school=school, enrolled_on=date(2025, 4, 7))
+    newcomer = make_student(
+        session, school=school, enrolled_on=date(2025, 9, 16), transferred_in=True
+    )
+    mark(session, newcomer, [date(2025, 9, 16), date(2025, 9, 17), date(2025, 9, 18)])
+    table = compute_features(
+        connection=session.connection(),
+        as_of=date(2025, 9, 18),
+        features=["absence_days_7d", "absence_days_30d", "absence_rate_30d", "consecutive_absence_days"],
+        student_ids=[settled.id or 0, newcomer.id or 0],
+    )
+    assert table.row(0) == {
+        "absence_days_7d": 0.0,
+        "absence_days_30d": 0.0,
+        "absence_rate_30d": 0.0,
+        "consecutive_absence_days": 0.0,
+    }
+    # Enrolled for three days: the 30-day window and the run of absences reach back into the
+    # months the school knows nothing about.
+    assert table.row(1) == {
+        "absence_days_7d": None,
+        "absence_days_30d": None,
+        "absence_rate_30d": None,
+        "consecutive_absence_days": None,
+    }
