@@ -69,8 +69,7 @@ def mark(
     reason: AttendanceReason | None = None,
 ) -> None:
     session.add_all(
-        AttendanceDay(student_id=student.id or 0, day=d, mark=kind, reason=reason, source=SRC)
-        for d in days
+        AttendanceDay(student_id=student.id or 0, day=d, mark=kind, reason=reason, source=SRC) for d in days
     )
     session.flush()
 
@@ -105,9 +104,7 @@ def make_random_child(session: Session, school: School, rng: random.Random) -> S
         if roll < absence_rate:
             reason = rng.choice(list(AttendanceReason)[:4])
             session.add(
-                AttendanceDay(
-                    student_id=sid, day=day, mark=AttendanceMark.absent, reason=reason, source=SRC
-                )
+                AttendanceDay(student_id=sid, day=day, mark=AttendanceMark.absent, reason=reason, source=SRC)
             )
         elif roll < absence_rate + 0.01:
             session.add(
@@ -120,13 +117,9 @@ def make_random_child(session: Session, school: School, rng: random.Random) -> S
                 )
             )
         elif roll < absence_rate + 0.06:
-            session.add(
-                AttendanceDay(student_id=sid, day=day, mark=AttendanceMark.late, source=SRC)
-            )
+            session.add(AttendanceDay(student_id=sid, day=day, mark=AttendanceMark.late, source=SRC))
         if rng.random() < 0.02:
-            session.add(
-                AttendanceDay(student_id=sid, day=day, mark=AttendanceMark.early_leave, source=SRC)
-            )
+            session.add(AttendanceDay(student_id=sid, day=day, mark=AttendanceMark.early_leave, source=SRC))
         if rng.random() < 0.04:
             session.add(
                 NurseVisit(
@@ -161,11 +154,7 @@ def make_random_child(session: Session, school: School, rng: random.Random) -> S
             due = _at(monday + timedelta(days=4), rng.choice([5, 15]))
             roll = rng.random()
             submitted = (
-                None
-                if roll < 0.15
-                else due + timedelta(hours=2)
-                if roll < 0.25
-                else due - timedelta(hours=3)
+                None if roll < 0.15 else due + timedelta(hours=2) if roll < 0.25 else due - timedelta(hours=3)
             )
             session.add(
                 AssignmentSubmission(
@@ -213,9 +202,7 @@ def make_random_child(session: Session, school: School, rng: random.Random) -> S
                     )
     if rng.random() < 0.7:
         session.add(
-            SchoolAidStatus(
-                student_id=sid, school_year=2025, status=rng.choice(list(AidStatus)), source=SRC
-            )
+            SchoolAidStatus(student_id=sid, school_year=2025, status=rng.choice(list(AidStatus)), source=SRC)
         )
     if rng.random() < 0.7:
         session.add(

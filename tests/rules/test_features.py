@@ -34,9 +34,7 @@ def children(session: Session) -> list[int]:
 
 
 @pytest.mark.parametrize("as_of", AS_OF_DAYS)
-def test_every_feature_matches_the_reference(
-    session: Session, children: list[int], as_of: date
-) -> None:
+def test_every_feature_matches_the_reference(session: Session, children: list[int], as_of: date) -> None:
     table = compute_features(
         connection=session.connection(),
         as_of=as_of,
@@ -55,9 +53,7 @@ def test_every_feature_matches_the_reference(
         assert expected is not None
         got = table.row(index)
         mismatched = {
-            name: (got[name], expected[name])
-            for name in FEATURES
-            if not _same(got[name], expected[name])
+            name: (got[name], expected[name]) for name in FEATURES if not _same(got[name], expected[name])
         }
         assert mismatched == {}, f"child {student_id} on {as_of}"
     screened = set(table.student_ids.tolist())
@@ -79,9 +75,7 @@ def _same(a: float | None, b: float | None) -> bool:
 def test_blank_is_not_zero_for_a_transfer_student(session: Session) -> None:
     school = make_school_with_calendar(session)
     settled = make_student(session, school=school, enrolled_on=date(2025, 4, 7))
-    newcomer = make_student(
-        session, school=school, enrolled_on=date(2025, 9, 16), transferred_in=True
-    )
+    newcomer = make_student(session, school=school, enrolled_on=date(2025, 9, 16), transferred_in=True)
     mark(session, newcomer, [date(2025, 9, 16), date(2025, 9, 17), date(2025, 9, 18)])
     table = compute_features(
         connection=session.connection(),

@@ -9,8 +9,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from rules.models import Alert, AlertStatus, Category, RunKind, ScreeningRun
-from tests.rules.factories import make_school_with_calendar
 from tests.factories import make_student
+from tests.rules.factories import make_school_with_calendar
 
 
 def test_one_open_alert_per_child_and_category(session: Session) -> None:
