@@ -81,7 +81,7 @@ class District:
     @property
     def homerooms(self) -> int:
         size = int(world_shape()["homeroom_size"])
-        return sum(max(1, -(-n // size)) for n in self.grade_sizes.values() if n)
+        return sum(-(-n // size) for n in self.grade_sizes.values())
 
     @property
     def schools(self) -> tuple[SchoolPlace, SchoolPlace]:

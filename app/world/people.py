@@ -122,7 +122,9 @@ def district_roster(
     homeroom_local = np.zeros(count, dtype=np.int64)
     for g in grade_sizes:
         in_grade = np.flatnonzero(grade == g)
-        rooms = max(1, -(-len(in_grade) // int(shape["homeroom_size"])))
+        if not len(in_grade):
+            continue  # a tiny world may leave a grade empty: no homeroom for it
+        rooms = -(-len(in_grade) // int(shape["homeroom_size"]))
         homeroom_sizes[g] = rooms
         homeroom_local[rng.permutation(in_grade)] = np.arange(len(in_grade)) % rooms
     school_index = (grade <= 6).astype(np.int64)  # the junior high first, then the elementary school

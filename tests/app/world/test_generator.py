@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from app.core.errors import BadRequest
-from app.roster.models import Guardian, StaffRole, StaffUser, Student
+from app.roster.models import Guardian, Homeroom, StaffRole, StaffUser, Student
 from app.sources.models import AttendanceDay, HouseholdInfo, MoodCheckin
 from app.world.data import family_names, variant_kanji
 from app.world.generator import WorldSpec, generate
@@ -57,6 +57,15 @@ def test_scales_by_districts_with_keys_that_never_collide() -> None:
         keys = column(batches, table, "id")
         assert len(np.unique(keys)) == len(keys)
     assert sorted(column(batches, Student, "id").tolist()) == list(range(1, 2501))
+
+
+@pytest.mark.parametrize("students", [1, 5, 1801])
+def test_keys_fixed_by_arithmetic_are_the_keys_generated(students: int) -> None:
+    """Each district's key ranges are computed without generating the others: they must fit exactly."""
+    batches = tuple(generate(WorldSpec(students=students, seed=3)))
+    for table in (Student, Homeroom, StaffUser):
+        keys = sorted(column(batches, table, "id").tolist())
+        assert keys == list(range(1, len(keys) + 1)), table
 
 
 def test_attendance_record_arithmetic_matches_the_daily_marks() -> None:
