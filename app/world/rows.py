@@ -63,7 +63,10 @@ class Label:
     school_code: str
     school_student_id: str
     category: Category
-    onset: date | None  # the first school day the signs show; None for controls
+    # When the signs begin: a school day for the individual categories, the first of the month
+    # for hardship (April 1 when it predates the school year, as does a carer's first school day);
+    # None for controls.
+    onset: date | None
 
     def as_json(self) -> dict[str, Any]:
         return {
