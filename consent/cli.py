@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
+import orjson
 import typer
 from rich.console import Console
 
 from app.core.db import session_scope
-from consent import clients, keys
+from consent import clients, keys, receipts
+from consent.invitations import issue_for_homeroom
+from consent.letters import render_letters
 from consent.scopes import Purpose, Scope
 
 console = Console(stderr=True)
@@ -70,3 +74,52 @@ def keys_rotate() -> None:
     with session_scope() as session:
         key = keys.rotate(session=session)
     console.print(f"signing with {key.kid}")
+
+
+invitations_cli = typer.Typer(help="招待状 / Invitation letters for guardians.", no_args_is_help=True)
+
+
+@invitations_cli.command("print")
+def invitations_print(
+    school: Annotated[str, typer.Option(help="学校コード / school code")],
+    homeroom: Annotated[str, typer.Option(help="学級 / homeroom, e.g. 1年2組")],
+    out: Annotated[Path, typer.Option(help="出力するPDF / the PDF to write")] = Path("var/invitations.pdf"),
+    days: Annotated[int, typer.Option(min=1, max=90, help="有効日数 / days the codes stay valid")] = 30,
+) -> None:
+    """招待状を印刷用PDFにする / New codes for a homeroom as one A4 PDF (old codes stop working)."""
+    with session_scope() as session:
+        letters = issue_for_homeroom(
+            session=session, school_code=school, homeroom_name=homeroom, valid_days=days
+        )
+        pdf = render_letters(letters)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(pdf)
+    console.print(f"wrote {len(letters)} letters to {out}")
+
+
+receipt_cli = typer.Typer(help="同意の控え / Consent receipts.", no_args_is_help=True)
+
+
+@receipt_cli.command("verify")
+def receipt_verify(
+    file: Annotated[Path, typer.Argument(help="控えのファイル (JWS) / the receipt file")],
+    jwks: Annotated[
+        Path | None,
+        typer.Option(
+            help="公開鍵 (JWKS) のファイル; 省略時はデータベース / a JWKS file; default: the database"
+        ),
+    ] = None,
+) -> None:
+    """同意の控えを検証する / Check a receipt's signature and print what was agreed (exit 1 if not)."""
+    if jwks is not None:
+        key_set = orjson.loads(jwks.read_bytes())
+    else:
+        with session_scope() as session:
+            key_set = keys.jwks(session=session)
+    try:
+        terms = receipts.verify(file.read_text(encoding="utf-8"), jwks=key_set)
+    except keys.SignatureInvalid as exc:
+        console.print(f"[red]署名を確認できません / signature invalid: {exc}[/red]")
+        raise typer.Exit(1) from exc
+    out.print(orjson.dumps(terms, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
+    console.print("署名は有効です / signature valid")

@@ -77,5 +77,7 @@ def install(app: FastAPI) -> None:
     async def _sign_in(request: Request, exc: GuardianSignInRequired) -> Response:
         if request.url.path.startswith("/api/"):
             return error_response(request, 401, exc.code, exc.message)
-        target = str(request.url.path) if request.method == "GET" else "/guardian/"
+        # A GET comes back to the same page with its query (the QR code's invitation code).
+        query = f"?{request.url.query}" if request.url.query else ""
+        target = f"{request.url.path}{query}" if request.method == "GET" else "/guardian/"
         return RedirectResponse(sign_in_url(target), status_code=303)

@@ -18,7 +18,8 @@ from app.audit.actors import Actor
 from app.audit.models import Outcome
 from app.core.errors import BadRequest, Conflict, NotFound
 from app.core.types import utcnow
-from consent import oauth, policy
+from app.sources import erasure
+from consent import oauth, policy, receipts
 from consent.models import (
     Client,
     ConsentEvent,
@@ -108,6 +109,7 @@ def create_grant(
     if status is GrantStatus.active:
         _record(session, grant, GrantEventKind.activated, actor, now, note=None)
     session.flush()
+    receipts.issue(session=session, grant=grant)
     return grant
 
 
@@ -139,6 +141,11 @@ def transition(
     assert grant.id is not None
     if kind is GrantEventKind.revoked:
         oauth.revoke_for_grant(session=session, grant_id=grant.id)
+        # Withdrawal deletes at once what was obtained under the grant (no law here requires
+        # keeping it); the deletion record stays, the data does not.
+        deleted = erasure.delete_obtained_under(session=session, grant_id=grant.id)
+        summary = ", ".join(f"{table}: {count}" for table, count in sorted(deleted.items()))
+        _record(session, grant, GrantEventKind.data_deleted, actor, now, note=summary or "（なし / none）")
     if kind in _STOPPING:
         policy.notify_stopped(
             session=session,

@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 from fastapi import FastAPI
+from limits.storage import MemoryStorage
 
 from app.core.config import get_settings
-from consent import signin
+from consent import invitations, signin
 from mocks.national_id.app import create_app as create_national_id
 from tests.live_server import live_server
 
@@ -30,3 +31,13 @@ def national_id(settings_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator
         get_settings.cache_clear()
         yield url
     get_settings.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def fresh_invitation_throttle(request: pytest.FixtureRequest) -> None:
+    """Each test counts invitation attempts from zero (the real throttle lives for the process)."""
+    if "app" not in request.fixturenames:
+        return
+    app: FastAPI = request.getfixturevalue("app")
+    throttle = invitations.InvitationThrottle(MemoryStorage())
+    app.dependency_overrides[invitations.invitation_throttle] = lambda: throttle

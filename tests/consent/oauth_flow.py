@@ -70,7 +70,9 @@ def sign_in_family(session: Session, http: httpx.AsyncClient) -> Family:
             csrf_token=csrf,
         )
     )
-    session.flush()
+    # Committed (a savepoint under the test's transaction) so that a request that fails and
+    # rolls back does not take the family's sign-in with it.
+    session.commit()
     http.cookies.set("tsunagu_session", token)
     return Family(guardian.id, student.id, csrf)
 

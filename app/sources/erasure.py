@@ -1,0 +1,49 @@
+"""Deleting source data by the grant it was obtained under (consent withdrawn, data life over)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from app.sources.models import (
+    AssignmentSubmission,
+    AttendanceDay,
+    BenefitStatus,
+    FeeStatus,
+    GradeRecord,
+    HouseholdInfo,
+    LearningActivity,
+    MoodCheckin,
+    NurseVisit,
+    SchoolAidStatus,
+)
+
+SOURCE_TABLES: list[sa.Table] = [
+    model.__table__  # type: ignore[union-attr]
+    for model in (
+        AttendanceDay,
+        NurseVisit,
+        GradeRecord,
+        LearningActivity,
+        AssignmentSubmission,
+        MoodCheckin,
+        FeeStatus,
+        SchoolAidStatus,
+        HouseholdInfo,
+        BenefitStatus,
+    )
+]
+
+
+def delete_obtained_under(*, session: Session, grant_id: int) -> dict[str, int]:
+    """Delete every row fetched under the grant; returns how many per table (only non-zero).
+
+    One indexed DELETE per table (grant_id is indexed on each), in the caller's transaction.
+    """
+    deleted: dict[str, int] = {}
+    for table in SOURCE_TABLES:
+        result = session.execute(sa.delete(table).where(table.c.grant_id == grant_id))
+        count = int(getattr(result, "rowcount", 0) or 0)
+        if count:
+            deleted[table.name] = count
+    return deleted
