@@ -13,6 +13,7 @@ from sqlmodel import Session, select
 from typer.testing import CliRunner
 
 from app.cli import cli
+from app.core.db import get_engine
 from app.core.types import utcnow
 from app.roster.models import GuardianLink, Homeroom
 from consent import invitations
@@ -121,11 +122,13 @@ def test_letters_are_an_a4_pdf_page_per_child(session: Session, tmp_path: Path, 
     assert len(session.exec(select(InvitationCode).where(InvitationCode.voided_at.is_(None))).all()) >= 2  # type: ignore[union-attr]
 
 
-def test_cli_prints_a_homerooms_letters(
-    session: Session, tmp_path: Path, settings_env: None, engine: object
-) -> None:
+def test_cli_refuses_an_unknown_school(tmp_path: Path, settings_env: None) -> None:
     out = tmp_path / "letters.pdf"
-    result = CliRunner().invoke(
-        cli, ["invitations", "print", "--school", "NOPE", "--homeroom", "1年1組", "--out", str(out)]
-    )
-    assert result.exit_code != 0 and not out.exists()
+    try:
+        result = CliRunner().invoke(
+            cli, ["invitations", "print", "--school", "NOPE", "--homeroom", "1年1組", "--out", str(out)]
+        )
+    finally:
+        get_engine().dispose()  # the CLI's own engine: close its pooled connection now
+    assert result.exit_code != 0 and "no school with code 'NOPE'" in str(result.exception)
+    assert not out.exists()
