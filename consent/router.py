@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from authlib.oauth2.rfc6749.errors import InsecureTransportError
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel
 
 from app.core.deps import SessionDep
 from app.core.errors import BadRequest
 from app.sessions import service as web_sessions
-from consent import authorize, keys, oauth
+from consent import authorize, keys, oauth, resource
 from consent.deps import CurrentGuardian, MaybeGuardian, sign_in_url
 from consent.web import error_page, render
 
@@ -135,3 +136,35 @@ def introspection_endpoint(request: Request, session: SessionDep, form: Form) ->
     """RFC 7662 token introspection (client_secret_basic; a client sees only its own tokens)."""
     server = oauth.AuthorizationServer(session=session)
     return _answer(server.create_endpoint_response("introspection", _oauth_request(request, form)))
+
+
+class ChildRecords(BaseModel):
+    child_id: int
+    category: str
+    purpose: str
+    grant_id: int | None
+    records: list[dict[str, Any]]
+
+
+@router.get(
+    "/api/v1/children/{child_id}/{category}",
+    tags=["partner API"],
+    response_model=ChildRecords,
+    responses={
+        401: {"description": "missing, forged, expired or revoked access token"},
+        403: {"description": "the grant does not cover this scope or purpose (named in the detail)"},
+        404: {"description": "the client has no grant for this child"},
+    },
+)
+def child_records(
+    session: SessionDep,
+    child_id: int,
+    category: str,
+    purpose: str | None = None,
+    authorization: Annotated[str | None, Header()] = None,
+) -> ChildRecords:
+    """A child's records of one category, for a partner client holding the family's grant."""
+    caller = resource.authenticate(session=session, authorization=authorization)
+    return ChildRecords.model_validate(
+        resource.read(session=session, caller=caller, child_id=child_id, category=category, purpose=purpose)
+    )
