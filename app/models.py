@@ -26,6 +26,7 @@ from app.sources.models import (
     SchoolAidStatus,
 )
 from app.staff.models import CaseMeeting, CaseNote, StaffObservation, SupportAction
+from connectors.models import IdentityReview, QuarantinedRecord, SyncCursor, SyncRun
 from consent.models import (
     AuthorizationCode,
     AuthorizationRequest,
@@ -65,6 +66,7 @@ __all__ = [
     "GuardianLink",
     "Homeroom",
     "HouseholdInfo",
+    "IdentityReview",
     "InvitationCode",
     "LearningActivity",
     "MoodCheckin",
@@ -72,6 +74,7 @@ __all__ = [
     "NurseVisit",
     "OAuthToken",
     "Objection",
+    "QuarantinedRecord",
     "ReviewCapacity",
     "RulePromotion",
     "School",
@@ -84,5 +87,7 @@ __all__ = [
     "StaffUser",
     "Student",
     "SupportAction",
+    "SyncCursor",
+    "SyncRun",
     "WebSession",
 ]

@@ -54,8 +54,14 @@ class Settings(BaseSettings):
     national_id_client_secret: SecretStr = SecretStr(DEFAULT_SECRET)
     school_platform_url: str = "http://127.0.0.1:8103"
     school_affairs_url: str = "http://127.0.0.1:8104"
+    school_affairs_client_id: str = "tsunagu"
     school_affairs_client_secret: SecretStr = SecretStr(DEFAULT_SECRET)
+    school_platform_client_id: str = "tsunagu"
+    school_platform_client_secret: SecretStr = SecretStr(DEFAULT_SECRET)
     upstream_timeout_seconds: float = 10.0
+    sync_overlap_minutes: int = Field(
+        default=60, ge=0, description="each incremental sync re-reads this much before its cursor"
+    )
 
     # LINE Messaging API: the stand-in in demo mode, the real platform in production.
     line_api_url: str = "http://127.0.0.1:8105"
@@ -96,6 +102,7 @@ class Settings(BaseSettings):
                 "secret_key",
                 "school_affairs_client_secret",
                 "national_id_client_secret",
+                "school_platform_client_secret",
                 "line_channel_secret",
                 "line_channel_access_token",
             )

@@ -20,6 +20,7 @@ def test_production_starts_with_real_secrets() -> None:
         secret_key=secret,
         school_affairs_client_secret=secret,
         national_id_client_secret=secret,
+        school_platform_client_secret=secret,
         line_channel_secret=secret,
         line_channel_access_token=secret,
     )

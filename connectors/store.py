@@ -1,0 +1,155 @@
+"""Idempotent bulk writes on natural keys: a re-run of the same records writes nothing.
+
+Rows are loaded into a temporary staging table (COPY on PostgreSQL, executemany on SQLite),
+then two set-based statements do the work: an UPDATE of rows whose compared columns differ
+(`IS DISTINCT FROM`, so NULL = NULL counts as unchanged), and an INSERT of keys not yet
+present. Their row counts give inserted and updated; the rest were unchanged. Provenance
+(source, run, fetched at) is written with every change but never compared, so fetching the
+same record again is not an update.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+
+@dataclass(frozen=True)
+class Target:
+    """A table with its natural key and the columns that make a row different."""
+
+    table: sa.Table
+    key: tuple[str, ...]
+    compared: tuple[str, ...]
+    provenance: tuple[str, ...] = ()
+
+    @property
+    def staged(self) -> tuple[str, ...]:
+        return self.key + self.compared
+
+
+@dataclass
+class WriteCounts:
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+
+    def add(self, other: WriteCounts) -> None:
+        self.inserted += other.inserted
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.deleted += other.deleted
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, Enum) else value
+
+
+def write(
+    *,
+    session: Session,
+    target: Target,
+    rows: Sequence[Mapping[str, Any]],
+    deleted_keys: Iterable[tuple[Any, ...]] = (),
+    stamp: Mapping[str, Any] | None = None,
+) -> WriteCounts:
+    """Upsert ROWS (unique by natural key) and delete DELETED_KEYS; the counts of what changed.
+
+    STAMP gives the provenance columns' values for every row written.
+    """
+    counts = WriteCounts()
+    if rows:
+        counts.add(_upsert(session, target, rows, stamp or {}))
+    keys = list(deleted_keys)
+    if keys:
+        table = target.table
+        statement = sa.delete(table).where(
+            *(table.c[name] == sa.bindparam(f"k_{name}") for name in target.key)
+        )
+        params = [{f"k_{name}": _plain(v) for name, v in zip(target.key, key, strict=True)} for key in keys]
+        result = session.connection().execute(statement, params)
+        counts.deleted = max(result.rowcount, 0)
+    return counts
+
+
+def _upsert(
+    session: Session, target: Target, rows: Sequence[Mapping[str, Any]], stamp: Mapping[str, Any]
+) -> WriteCounts:
+    connection = session.connection()
+    table = target.table
+    columns = target.staged
+    name = f"stage_{table.name}"
+    column_list = ", ".join(columns)
+    connection.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+    connection.exec_driver_sql(
+        # Identifiers come from our own table metadata, never from input.
+        f"CREATE TEMPORARY TABLE {name} AS SELECT {column_list} FROM {table.name} WHERE 1 = 0"  # noqa: S608
+    )
+    stage = sa.Table(name, sa.MetaData(), *(sa.Column(c, table.c[c].type) for c in columns))
+    try:
+        _load_stage(connection, table, name, columns, rows)
+        same_key = sa.and_(*(table.c[k] == stage.c[k] for k in target.key))
+        provenance = {
+            column: sa.literal(stamp[column], type_=table.c[column].type) for column in target.provenance
+        }
+        changed = sa.or_(sa.false(), *(table.c[c].is_distinct_from(stage.c[c]) for c in target.compared))
+        update = (
+            sa.update(table)
+            .where(same_key, changed)
+            .values({**{c: stage.c[c] for c in target.compared}, **provenance})
+        )
+        updated = connection.execute(update).rowcount if target.compared else 0
+        insert = sa.insert(table).from_select(
+            [*columns, *provenance],
+            sa.select(*(stage.c[c] for c in columns), *provenance.values()).where(
+                ~sa.exists().where(same_key)
+            ),
+        )
+        # SQLAlchemy keeps an INSERT's row count only when asked to.
+        inserted = connection.execute(insert.execution_options(preserve_rowcount=True)).rowcount
+    finally:
+        connection.exec_driver_sql(f"DROP TABLE IF EXISTS {name}")
+    return WriteCounts(inserted=inserted, updated=updated, unchanged=len(rows) - inserted - updated)
+
+
+def _load_stage(
+    connection: sa.Connection,
+    table: sa.Table,
+    name: str,
+    columns: tuple[str, ...],
+    rows: Sequence[Mapping[str, Any]],
+) -> None:
+    raw = connection.connection.driver_connection
+    if connection.dialect.name == "postgresql":
+        with raw.cursor() as cursor, cursor.copy(f"COPY {name} ({', '.join(columns)}) FROM STDIN") as copy:  # type: ignore[union-attr]
+            for row in rows:
+                copy.write_row([_plain(row[c]) for c in columns])
+        return
+    # SQLite: store exactly what SQLAlchemy would (its own bind processors), so that the
+    # comparison with rows written through the ORM is exact (dates and times are text there).
+    processors = [table.c[c].type.bind_processor(connection.dialect) for c in columns]
+    placeholders = ", ".join("?" for _ in columns)
+    values = [
+        tuple(
+            (p(_utc_naive(row[c])) if p else _utc_naive(row[c]))
+            for c, p in zip(columns, processors, strict=True)
+        )
+        for row in rows
+    ]
+    statement = f"INSERT INTO {name} ({', '.join(columns)}) VALUES ({placeholders})"  # noqa: S608
+    raw.executemany(statement, values)  # type: ignore[union-attr]
+
+
+def _utc_naive(value: Any) -> Any:
+    # SQLite keeps no offset: every aware time is stored as UTC wall-clock, as the ORM does
+    # for the UTC times the rest of the product writes.
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC)
+    return value

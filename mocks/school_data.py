@@ -1,0 +1,89 @@
+"""The records the school stand-ins hold: a roster and, per resource, records per school.
+
+Records are plain dicts in the upstream's wire shape (dates and times as Python objects;
+orjson writes them as ISO 8601). Every record has `id`, `student` (the school's student
+number), `status` and `updatedAt`; a change through `touch` moves `updatedAt` to now, as a
+real system's modification time does.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+Record = dict[str, Any]
+
+
+def _order(record: Record) -> tuple[datetime, str]:
+    return (record["updatedAt"], record["id"])
+
+
+@dataclass
+class SchoolRecords:
+    # school code → student number → OneRoster user
+    roster: dict[str, dict[str, Record]] = field(default_factory=lambda: defaultdict(dict))
+    # resource → school code → student number → record id → record
+    records: dict[str, dict[str, dict[str, dict[str, Record]]]] = field(
+        default_factory=lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
+    )
+    _clock: datetime | None = None
+
+    def add_student(self, school: str, user: Record) -> None:
+        self.roster[school][user["sourcedId"]] = user
+
+    def add(self, resource: str, school: str, records: Iterable[Record]) -> None:
+        by_student = self.records[resource][school]
+        for record in records:
+            by_student[record["student"]][record["id"]] = record
+
+    def now(self) -> datetime:
+        """A modification time later than any before it, even within one clock tick."""
+        now = datetime.now(UTC)
+        if self._clock is not None and now <= self._clock:
+            now = self._clock + timedelta(microseconds=1)
+        self._clock = now
+        return now
+
+    def touch(self, resource: str, school: str, record_id: str, **changes: Any) -> Record:
+        """Change a record (or only its modification time) as the school system would."""
+        for records in self.records[resource][school].values():
+            if record_id in records:
+                record = records[record_id]
+                record.update(changes)
+                record["updatedAt"] = self.now()
+                return record
+        raise KeyError(record_id)
+
+    def touch_student(self, school: str, student: str, **changes: Any) -> Record:
+        user = self.roster[school][student]
+        user.update(changes)
+        user["dateLastModified"] = self.now()
+        return user
+
+    def students(self, school: str, *, since: datetime | None = None) -> list[Record]:
+        users = self.roster.get(school, {}).values()
+        chosen = [u for u in users if since is None or u["dateLastModified"] > since]
+        return sorted(chosen, key=lambda u: (u["dateLastModified"], u["sourcedId"]))
+
+    def query(
+        self,
+        resource: str,
+        school: str,
+        *,
+        students: Collection[str] | None = None,
+        since: datetime | None = None,
+    ) -> list[Record]:
+        """Records of a school (or of the named students only), oldest change first."""
+        by_student = self.records.get(resource, {}).get(school, {})
+        wanted = by_student.keys() if students is None else [s for s in students if s in by_student]
+        chosen = [
+            record
+            for student in wanted
+            for record in by_student[student].values()
+            if since is None or record["updatedAt"] > since
+        ]
+        chosen.sort(key=_order)
+        return chosen
