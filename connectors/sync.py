@@ -442,6 +442,17 @@ async def sync_resource(ctx: RunContext, resource: Resource) -> None:
         ctx.drift(resource.name, page, resource.wire)
         for raw in page.records:
             ctx.tally.fetched += 1
+            # Consent first, validation second: a record of a child without consent is dropped
+            # unseen, even when it is malformed, so not even quarantine keeps it. A record that
+            # names no child we know cannot be checked for consent and is not kept either.
+            student = raw.get("student") if isinstance(raw, dict) else None
+            student_id = ctx.students.get(student) if isinstance(student, str) else None
+            grant_id = allowed.get(student_id) if student_id is not None else None
+            if student_id is None or grant_id is None or student_id in ctx.stopped:
+                ctx.tally.discarded += 1
+                if student_id is None and ctx.source is Source.school_affairs:
+                    ctx.tally.note(f"{resource.name}: a record named no child that was asked for; not kept")
+                continue
             try:
                 record = resource.wire.model_validate(raw)
             except ValidationError as exc:
@@ -451,11 +462,6 @@ async def sync_resource(ctx: RunContext, resource: Resource) -> None:
             # pass it.
             if progress.newest is None or record.modified > progress.newest:
                 progress.newest = record.modified
-            student_id = ctx.students.get(record.student)
-            grant_id = allowed.get(student_id) if student_id is not None else None
-            if student_id is None or grant_id is None or student_id in ctx.stopped:
-                ctx.tally.discarded += 1
-                continue
             add(record, student_id, grant_id)
 
     def add(record: WireRecord, student_id: int, grant_id: int) -> None:

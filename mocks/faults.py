@@ -43,6 +43,12 @@ class Faults(BaseModel):
     )
     drift: Drift | None = Field(default=None, description="schema drift in every `drift_every`-th record")
     drift_every: int = Field(default=4, ge=1)
+    only_resource: str | None = Field(
+        default=None, description="limit the paging and drift knobs to this resource (e.g. attendance)"
+    )
+
+    def pages_faulty(self, resource: str) -> bool:
+        return self.only_resource in (None, resource)
 
 
 @dataclass

@@ -63,6 +63,8 @@ def page(
     """One offset page, with the paging and schema faults applied."""
     knobs = state.faults
     chosen = records[offset : offset + limit]
+    if not knobs.pages_faulty(resource):
+        return chosen
     if offset > 0 and knobs.duplicate_across_pages:
         chosen = [records[offset - 1], *chosen]
     if offset == 0 and len(records) > limit and knobs.move_during_paging:

@@ -99,6 +99,8 @@ def create_app(
         chosen = ordered[start : start + limit]
         more = start + limit < len(ordered)
         next_cursor = _encode(chosen[-1]) if chosen and more else None
+        if not knobs.pages_faulty(resource):
+            return json_response({"data": chosen, "next_cursor": next_cursor})
         if start > 0 and knobs.duplicate_across_pages:
             chosen = [ordered[start - 1], *chosen]
         if cursor is None and more and knobs.move_during_paging:
