@@ -64,11 +64,19 @@ class Upstreams:
             sync_overlap_minutes=1,
         )
 
-    def faults(self, url: str, **knobs: Any) -> None:
-        httpx.put(f"{url}/_control/faults", json=knobs).raise_for_status()
+    async def faults(self, url: str, **knobs: Any) -> None:
+        async with httpx.AsyncClient() as http:
+            (await http.put(f"{url}/_control/faults", json=knobs)).raise_for_status()
 
-    def asked(self, url: str) -> list[dict[str, Any]]:
-        response = httpx.get(f"{url}/_control/requests")
+    async def clear(self) -> None:
+        async with httpx.AsyncClient() as http:
+            for url in (self.affairs_url, self.platform_url):
+                (await http.delete(f"{url}/_control/faults")).raise_for_status()
+                (await http.delete(f"{url}/_control/requests")).raise_for_status()
+
+    async def asked(self, url: str) -> list[dict[str, Any]]:
+        async with httpx.AsyncClient() as http:
+            response = await http.get(f"{url}/_control/requests")
         response.raise_for_status()
         asked: list[dict[str, Any]] = response.json()
         return asked

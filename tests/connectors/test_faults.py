@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from app.sources.models import (
     AssignmentSubmission,
@@ -80,11 +79,10 @@ async def test_a_sync_through_a_fault_then_a_clean_one_loses_and_duplicates_noth
     for index in range(CONSENTED):
         upstreams.grant(number(upstreams.school, index))
 
-    upstreams.faults(upstreams.affairs_url, **KNOBS[knob], **PAGING["affairs"])
-    upstreams.faults(upstreams.platform_url, **KNOBS[knob], **PAGING["platform"])
+    await upstreams.faults(upstreams.affairs_url, **KNOBS[knob], **PAGING["affairs"])
+    await upstreams.faults(upstreams.platform_url, **KNOBS[knob], **PAGING["platform"])
     faulty = await upstreams.sync()
-    for url in (upstreams.affairs_url, upstreams.platform_url):
-        httpx.delete(f"{url}/_control/faults").raise_for_status()
+    await upstreams.clear()
     clean = await upstreams.sync()
 
     assert [r.status for r in clean] == [SyncStatus.succeeded, SyncStatus.succeeded], [
@@ -93,7 +91,7 @@ async def test_a_sync_through_a_fault_then_a_clean_one_loses_and_duplicates_noth
     _expected_rows(upstreams)  # nothing lost, nothing duplicated
     with Session(upstreams.engine) as session:
         quarantined = session.exec(
-            select(QuarantinedRecord).where(QuarantinedRecord.sync_run_id.in_([r.id for r in faulty]))  # type: ignore[attr-defined]
+            select(QuarantinedRecord).where(col(QuarantinedRecord.sync_run_id).in_([r.id for r in faulty]))
         ).all()
         cursors = session.exec(select(SyncCursor).where(SyncCursor.partition == upstreams.school)).all()
     assert sum(r.quarantined for r in faulty) == len(quarantined)
@@ -123,7 +121,7 @@ async def test_a_paging_skip_keeps_the_cursor_and_the_next_run_completes(upstrea
     await upstreams.sync([Source.school_affairs])
     for index in range(CONSENTED):
         upstreams.grant(number(upstreams.school, index))
-    upstreams.faults(upstreams.affairs_url, move_during_paging=1, only_resource="attendance")
+    await upstreams.faults(upstreams.affairs_url, move_during_paging=1, only_resource="attendance")
     faulty = await upstreams.sync([Source.school_affairs])
     assert faulty[0].status is SyncStatus.partial
     assert any("paging returned" in e for e in faulty[0].errors)
@@ -155,6 +153,8 @@ async def test_a_malformed_roster_entry_is_quarantined_and_arrives_when_fixed(up
         open_ = connection.execute(
             sa.select(sa.func.count())
             .select_from(QuarantinedRecord)
-            .where(QuarantinedRecord.record_ref == broken, QuarantinedRecord.resolved_run_id.is_(None))  # type: ignore[union-attr]
+            .where(
+                col(QuarantinedRecord.record_ref) == broken, col(QuarantinedRecord.resolved_run_id).is_(None)
+            )
         ).scalar_one()
     assert open_ == 0

@@ -63,7 +63,7 @@ def _records(resource: str, student: str, index: int, n: int) -> list[dict[str, 
             "updatedAt": STAMP + timedelta(minutes=k, seconds=index),
         }
         day = date(2026, 5, 11) + timedelta(days=k)
-        fields: dict[str, Any] = {
+        shapes: dict[str, dict[str, Any]] = {
             "attendance": {"date": day, "mark": "absent", "reason": "01"},
             "nurse-visits": {
                 "visitedAt": datetime(2026, 5, 12, 10, k, tzinfo=UTC),
@@ -90,8 +90,8 @@ def _records(resource: str, student: str, index: int, n: int) -> list[dict[str, 
                 "submittedAt": datetime(2026, 5, 14 + k, 20, tzinfo=UTC),
             },
             "mood-checkins": {"date": day, "weather": "晴れ", "comment": None},
-        }[resource]
-        out.append(base | fields)
+        }
+        out.append(base | shapes[resource])
     return out
 
 
