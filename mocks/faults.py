@@ -67,6 +67,8 @@ class StandInState:
     tokens: dict[str, float] = field(default_factory=dict)
     asked: list[Asked] = field(default_factory=list)
     token_ttl: float = 3600.0
+    # Called with every data request as it arrives (in-process tests: "revoke while fetching").
+    on_request: list[Callable[[Asked], None]] = field(default_factory=list)
 
     def issue_token(self) -> str:
         token = secrets.token_urlsafe(24)
@@ -86,8 +88,11 @@ class StandInState:
         return True
 
     def record(self, *, path: str, resource: str | None, students: list[str] | None) -> None:
-        self.asked.append(Asked(path=path, resource=resource, students=students, at=time.time()))
+        asked = Asked(path=path, resource=resource, students=students, at=time.time())
+        self.asked.append(asked)
         del self.asked[:-10_000]
+        for hook in self.on_request:
+            hook(asked)
 
 
 def control_router(state: StandInState) -> APIRouter:

@@ -26,6 +26,7 @@ from connectors.models import SyncRun
 from consent.models import ConsentGrant
 from consent.scopes import Scope
 from mocks import school_affairs, school_platform
+from mocks.faults import StandInState
 from mocks.school_data import SchoolRecords
 from mocks.server import serving
 from tests.databases import fresh_database
@@ -51,6 +52,8 @@ class Upstreams:
     affairs_url: str
     platform_url: str
     school: str
+    affairs: StandInState
+    platform: StandInState
     page_size: int = 4
     timeout: float = 2.0
     runs: list[SyncRun] = field(default_factory=list)
@@ -110,7 +113,7 @@ class Upstreams:
             return {number: sid for number, sid in rows if sid is not None}
 
     def grant(self, student_number: str, scopes: Sequence[Scope] = tuple(Scope)) -> ConsentGrant:
-        with Session(self.engine) as session:
+        with Session(self.engine, expire_on_commit=False) as session:
             student = session.get(Student, self.student_ids()[student_number])
             assert student is not None
             grant = make_grant(
@@ -137,10 +140,14 @@ def upstreams(sync_engine: Engine) -> Iterator[Upstreams]:
         make_school(session, code=code)
         session.commit()
     data = SchoolRecords()
-    with (
-        serving(school_affairs.create_app(data)) as affairs,
-        serving(school_platform.create_app(data)) as platform,
-    ):
+    affairs_app, platform_app = school_affairs.create_app(data), school_platform.create_app(data)
+    with serving(affairs_app) as affairs, serving(platform_app) as platform:
         yield Upstreams(
-            engine=sync_engine, data=data, affairs_url=affairs, platform_url=platform, school=code
+            engine=sync_engine,
+            data=data,
+            affairs_url=affairs,
+            platform_url=platform,
+            school=code,
+            affairs=affairs_app.state.stand_in,
+            platform=platform_app.state.stand_in,
         )
