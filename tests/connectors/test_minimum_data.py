@@ -7,8 +7,7 @@ from datetime import date
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from app.audit.actors import Actor, ActorKind
 from app.roster.models import Student
@@ -127,9 +126,9 @@ async def test_blank_is_not_zero_for_a_transfer_student(upstreams: Upstreams) ->
     with Session(upstreams.engine) as session:
         student = session.get(Student, upstreams.student_ids()[transfer])
         assert student is not None and student.transferred_in and student.enrolled_on == date(2026, 5, 11)
-        unknown = session.execute(
-            sa.select(FeeStatus.billed_yen, FeeStatus.paid_yen, FeeStatus.arrears).where(
-                FeeStatus.student_id == student.id  # type: ignore[arg-type]
+        unknown = session.exec(
+            select(FeeStatus.billed_yen, FeeStatus.paid_yen, FeeStatus.arrears).where(
+                FeeStatus.student_id == student.id
             )
         ).all()
     assert sorted((tuple(row) for row in unknown), key=str) == [(4500, None, None), (None, None, None)]
