@@ -23,6 +23,7 @@ from app.core.errors import AppError
 from app.core.migrate import current_revision, downgrade, head_revision, pending_reason, upgrade
 from app.staff import accounts as staff_accounts
 from app.staff.cli import staff_cli
+from connectors.cli import sync_cli
 from consent.cli import clients_cli, invitations_cli, keys_cli, receipt_cli
 
 console = Console(stderr=True, soft_wrap=True)  # one message, one line, however narrow the terminal
@@ -42,6 +43,7 @@ cli.add_typer(keys_cli, name="keys")
 cli.add_typer(invitations_cli, name="invitations")
 cli.add_typer(receipt_cli, name="receipt")
 cli.add_typer(staff_cli, name="staff")
+cli.add_typer(sync_cli, name="sync")
 
 OPENAPI_PATH = Path(__file__).resolve().parents[1] / "openapi" / "openapi.json"
 

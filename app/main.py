@@ -19,6 +19,7 @@ from app.core.logging import configure_logging, request_id_var
 from app.staff import deps as staff_deps
 from app.staff.router import router as staff_router
 from app.web import templates
+from connectors.router import router as connectors_router
 from consent import deps as consent_deps
 from consent.guardian import router as guardian_router
 from consent.router import router as consent_router
@@ -44,6 +45,7 @@ def create_app() -> FastAPI:
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     app.include_router(health.router)
     app.include_router(staff_router)
+    app.include_router(connectors_router)
     app.include_router(notify_router)
     app.include_router(directory_router)
     staff_deps.install(app)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -61,7 +61,11 @@ class SyncRun(SQLModel, table=True):
     def duration_seconds(self) -> float | None:
         if self.started_at is None or self.finished_at is None:
             return None
-        return (self.finished_at - self.started_at).total_seconds()
+        # SQLite hands back naive datetimes for aware columns; both were written in UTC.
+        started, finished = (
+            t if t.tzinfo else t.replace(tzinfo=UTC) for t in (self.started_at, self.finished_at)
+        )
+        return (finished - started).total_seconds()
 
 
 class SyncCursor(SQLModel, table=True):

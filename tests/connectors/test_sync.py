@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlmodel import Session, select
+from typer.testing import CliRunner
 
+from app.cli import cli
+from app.core.config import get_settings
+from app.core.db import get_engine
 from app.sources.models import (
     AssignmentSubmission,
     AttendanceDay,
@@ -86,3 +91,26 @@ async def test_a_change_upstream_is_an_update_and_a_tombstone_a_delete(upstreams
     with Session(upstreams.engine) as session:
         scores = set(session.exec(select(GradeRecord.score).where(GradeRecord.subject == "国語")))
     assert 55 in scores
+
+
+def test_the_sync_command_fills_the_database_for_consented_children(
+    upstreams: Upstreams, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    school_records(upstreams.school, 2, upstreams.data)
+    monkeypatch.setenv("TSUNAGU_DATABASE_URL", upstreams.engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("TSUNAGU_SCHOOL_AFFAIRS_URL", upstreams.affairs_url)
+    monkeypatch.setenv("TSUNAGU_SCHOOL_PLATFORM_URL", upstreams.platform_url)
+    get_settings.cache_clear()
+    get_engine.cache_clear()
+    try:
+        roster = CliRunner().invoke(cli, ["sync", "--school", upstreams.school, "--source", "school_affairs"])
+        assert roster.exit_code == 0, roster.output
+        upstreams.grant(number(upstreams.school, 1), [Scope.school_mood])
+        result = CliRunner().invoke(cli, ["sync", "--school", upstreams.school])
+    finally:
+        get_settings.cache_clear()
+        get_engine.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert "2/2" in result.output  # both runs done, shown on the progress bar
+    assert upstreams.count(MoodCheckin) == PER_STUDENT["mood-checkins"]
+    assert upstreams.count(AttendanceDay) == 0

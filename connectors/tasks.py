@@ -1,0 +1,32 @@
+"""The daily sync inside the service: queue every school's sync and work the queue."""
+
+from __future__ import annotations
+
+import asyncio
+
+from huey import crontab
+
+from app.core.config import get_settings
+from app.core.db import get_engine, session_scope
+from app.core.jobs import huey
+from connectors import service
+from connectors.clients import school_clients
+
+
+async def _work() -> int:
+    settings = get_settings()
+    clients = school_clients(settings)
+    try:
+        runs = await service.work(engine=get_engine(), worker="daily", clients=clients, settings=settings)
+    finally:
+        await clients.aclose()
+    return len(runs)
+
+
+# Early morning (Asia/Tokyo 05:30 = 20:30 UTC): yesterday's records are in, staff see them at 8.
+@huey.periodic_task(crontab(hour="20", minute="30"))
+def daily_sync() -> int:
+    """Queue one run per (school, source) and work the queue; other workers may join in."""
+    with session_scope() as session:
+        service.enqueue(session=session, requested_by="schedule")
+    return asyncio.run(_work())
