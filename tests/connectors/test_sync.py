@@ -108,6 +108,7 @@ def test_the_sync_command_fills_the_database_for_consented_children(
         upstreams.grant(number(upstreams.school, 1), [Scope.school_mood])
         result = CliRunner().invoke(cli, ["sync", "--school", upstreams.school])
     finally:
+        get_engine().dispose()  # the command's own engine: close its pooled connections
         get_settings.cache_clear()
         get_engine.cache_clear()
     assert result.exit_code == 0, result.output

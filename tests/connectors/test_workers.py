@@ -24,10 +24,14 @@ def test_a_claimed_run_is_skipped_by_other_workers_not_waited_for(upstreams: Ups
     with Session(upstreams.engine, expire_on_commit=False) as session:
         runs = service.enqueue(session=session, schools=[upstreams.school], requested_by="test")
         session.commit()
-    with Session(upstreams.engine) as first, Session(upstreams.engine) as second:
+    with (
+        Session(upstreams.engine) as first,
+        Session(upstreams.engine) as second,
+        Session(upstreams.engine) as third,
+    ):
         mine = service.claim(session=first, worker="one")  # held, not yet committed
         theirs = service.claim(session=second, worker="two")
-        nothing = service.claim(session=Session(upstreams.engine), worker="three")
+        nothing = service.claim(session=third, worker="three")
         assert mine is not None and theirs is not None
         assert {mine.id, theirs.id} == {r.id for r in runs}
         assert nothing is None
