@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ import typer
 import uvicorn
 from pydantic import ValidationError
 from rich.console import Console
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.audit.cli import audit_cli
@@ -141,13 +143,20 @@ def run(
 
     engine = get_engine()
     upgrade(engine)
-    if not is_seeded(engine):
+    first_day = not is_seeded(engine)
+    if first_day:
         console.print("デモデータを作成しています / seeding the demo world …")
-        load_world(engine, students=students, seed=20261123, force=False, progress=True)
+        # Roster, guardians and staff only: the records come in through consented sync below.
+        load_world(engine, students=students, seed=DEMO_SEED, force=False, progress=True, records=False)
     if get_settings().mode is Mode.demo:
         with session_scope(engine) as session:
             staff_accounts.seed_demo_accounts(session=session)
+    # The stand-ins serve the same world the roster came from.
+    os.environ.setdefault("TSUNAGU_DEMO_STUDENTS", str(students))
+    os.environ.setdefault("TSUNAGU_DEMO_SEED", str(DEMO_SEED))
     stand_ins = _start_stand_ins(host)
+    if first_day:
+        _first_sync(engine)
     _children.append(_spawn("-m", "app.cli", "worker", "--workers", "2"))
     base = f"http://{host}:{port}"
     console.rule("つなぐ tsunagu demo")
@@ -167,6 +176,22 @@ def run(
     finally:
         for process in _children:
             process.terminate()
+
+
+DEMO_SEED = 20261123
+
+
+def _first_sync(engine: Engine) -> None:
+    """A share of the demo families consent; the first sync brings their children's records in."""
+    from app.demo import first_sync, grant_demo_consents
+
+    with session_scope(engine) as session:
+        consenting = grant_demo_consents(session=session)
+    console.print(f"同意したご家庭の児童生徒 / children with consent: {consenting}")
+    runs = asyncio.run(first_sync(engine=engine, settings=get_settings()))
+    fetched = sum(run.fetched for run in runs)
+    stored = sum(run.inserted for run in runs)
+    console.print(f"初回同期 / first sync: {len(runs)} runs, {fetched:,} records fetched, {stored:,} stored")
 
 
 _children: list[subprocess.Popen[bytes]] = []

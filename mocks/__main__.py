@@ -17,6 +17,8 @@ import uvicorn
 # app/core/config.py (TSUNAGU_*_URL).
 STAND_INS: list[tuple[str, str, int]] = [
     ("national-ID sign-in stand-in", "mocks.national_id.app:create_app", 8102),
+    ("学習 platform stand-in / school platform", "mocks.school_platform:create_app", 8103),
+    ("校務支援 stand-in / school affairs", "mocks.school_affairs:create_app", 8104),
     ("LINE stand-in / phone simulator", "mocks.line.app:create_app", 8105),
 ]
 

@@ -88,7 +88,10 @@ def create_app(
     client_id: str = DEMO_CLIENT_ID,
     client_secret: str | None = None,
 ) -> FastAPI:
-    data = data if data is not None else SchoolRecords()
+    if data is None:
+        from mocks.world_data import demo_school_records
+
+        data = demo_school_records()
     secret = client_secret or os.environ.get("TSUNAGU_SCHOOL_AFFAIRS_CLIENT_SECRET", DEMO_CLIENT_SECRET)
     state = StandInState()
     app = FastAPI(title="校務支援システム stand-in (school affairs)")

@@ -14,6 +14,7 @@ Assumed interface (modelled on platforms that export per school, not per child):
 from __future__ import annotations
 
 import base64
+import bisect
 import os
 import secrets
 from datetime import datetime
@@ -53,7 +54,10 @@ def create_app(
     client_id: str = DEMO_CLIENT_ID,
     client_secret: str | None = None,
 ) -> FastAPI:
-    data = data if data is not None else SchoolRecords()
+    if data is None:
+        from mocks.world_data import demo_school_records
+
+        data = demo_school_records()
     secret = client_secret or os.environ.get("TSUNAGU_SCHOOL_PLATFORM_CLIENT_SECRET", DEMO_CLIENT_SECRET)
     state = StandInState()
     app = FastAPI(title="学習プラットフォーム stand-in (school platform)")
@@ -93,9 +97,7 @@ def create_app(
         start = 0
         if cursor is not None:
             after = _decode(cursor)
-            start = next(
-                (i for i, r in enumerate(ordered) if (r["updatedAt"], r["id"]) > after), len(ordered)
-            )
+            start = bisect.bisect_right(ordered, after, key=lambda r: (r["updatedAt"], r["id"]))
         chosen = ordered[start : start + limit]
         more = start + limit < len(ordered)
         next_cursor = _encode(chosen[-1]) if chosen and more else None

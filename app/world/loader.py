@@ -104,10 +104,12 @@ def load_world(
     force: bool,
     labels_path: Path | None = None,
     progress: bool = False,
+    records: bool = True,
 ) -> dict[str, Any]:
     """Generate the world and write it; refuse a seeded database unless `force` (then wipe it first).
 
-    Returns a JSON-able summary: students, rows per table, seconds.
+    Returns a JSON-able summary: students, rows per table, seconds. `records=False` writes the roster,
+    calendars, guardians and staff only (the demo, where records come in through sync).
     """
     spec = WorldSpec(students=students, seed=seed)
     reason = pending_reason(engine)
@@ -130,6 +132,10 @@ def load_world(
                     # B-tree pages of a district's inserts stay in memory instead of spilling.
                     connection.exec_driver_sql("PRAGMA cache_size = -131072")
                 for part in batch.rows:
+                    if not records and issubclass(part.table, Provenance):
+                        # The demo: school and Myna records reach tsunagu only through a
+                        # consented sync from the stand-ins, which serve this same world.
+                        continue
                     extra: dict[str, object] = {}
                     if issubclass(part.table, Provenance):
                         extra = {"source": Source.demo_loader, "fetched_at": fetched_at}

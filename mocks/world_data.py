@@ -1,0 +1,241 @@
+"""The demo world (app/world) as the school stand-ins hold it: records in their wire shape.
+
+The world is generated district by district from its spec, so a stand-in builds a school's
+records only when a client first asks for that school, and keeps at most a few districts in
+memory (a 50,000-student world never sits in one process whole). The spec comes from the
+environment, as `tsunagu run` seeds it: TSUNAGU_DEMO_STUDENTS (600) and TSUNAGU_DEMO_SEED.
+The codes below are the upstream systems' own (the connector maps them back).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from datetime import UTC, date, datetime, time, timedelta
+from functools import cache
+from typing import Any
+
+from app.roster.models import Homeroom, School, Student
+from app.sources.models import (
+    AssignmentSubmission,
+    AttendanceDay,
+    FeeStatus,
+    GradeRecord,
+    LearningActivity,
+    MoodCheckin,
+    NurseVisit,
+    SchoolAidStatus,
+)
+from app.world.generator import District, WorldSpec
+from mocks.school_data import Record, SchoolRecords
+
+DEMO_STUDENTS = 600
+DEMO_SEED = 20261123
+REASON_CODES = {
+    "illness": "01",
+    "accident": "02",
+    "family_care": "03",
+    "other": "09",
+    "suspension": "21",
+    "bereavement": "22",
+}
+COMPLAINT_CODES = {
+    "headache": "頭痛",
+    "stomachache": "腹痛",
+    "injury": "けが",
+    "fatigue": "体調不良",
+    "emotional": "気持ち",
+    "other": "その他",
+}
+AID_CODES = {"not_applied": "未申請", "applied": "申請中", "approved": "認定", "denied": "否認"}
+WEATHER_CODES = {"sunny": "晴れ", "cloudy": "くもり", "rain": "雨", "thunder": "かみなり"}
+JST = timedelta(hours=9)
+
+
+def _evening(day: date) -> datetime:
+    """Marks of a day are entered by the end of that school day (17:00 JST)."""
+    return datetime.combine(day, time(17), tzinfo=UTC) - JST
+
+
+def _grade_code(grade: int) -> str:
+    return f"J{grade - 6}" if grade > 6 else f"P{grade}"
+
+
+def _wire(table: Any, number: str, row: dict[str, Any]) -> tuple[str, Record]:
+    """(resource, wire record) for one row of the world's tables."""
+    if table is AttendanceDay:
+        return "attendance", {
+            "id": f"att:{number}:{row['day']}:{row['mark']}",
+            "date": row["day"],
+            "mark": row["mark"],
+            "reason": REASON_CODES.get(row["reason"]) if row["reason"] else None,
+            "updatedAt": _evening(row["day"]),
+        }
+    if table is NurseVisit:
+        return "nurse-visits", {
+            "id": f"nurse:{number}:{row['visited_at'].isoformat()}",
+            "visitedAt": row["visited_at"],
+            "complaint": COMPLAINT_CODES[row["complaint"]],
+            "minutes": row["minutes"],
+            "sentHome": row["sent_home"],
+            "updatedAt": row["visited_at"] + timedelta(hours=1),
+        }
+    if table is GradeRecord:
+        return "grades", {
+            "id": f"grade:{number}:{row['school_year']}:{row['term']}:{row['subject']}",
+            "schoolYear": row["school_year"],
+            "term": row["term"],
+            "subject": row["subject"],
+            "score": row["score"],
+            "updatedAt": _evening(date(row["school_year"], (7, 12, 3)[row["term"] - 1], 20))
+            + timedelta(days=365 if row["term"] == 3 else 0),
+        }
+    if table is FeeStatus:
+        month: date = row["month"]
+        return "fees", {
+            "id": f"fee:{number}:{month:%Y-%m}",
+            "month": f"{month:%Y-%m}",
+            "billedYen": row["billed_yen"],
+            "paidYen": row["paid_yen"],
+            "arrears": row["arrears"],
+            "updatedAt": _evening(month + timedelta(days=27)),
+        }
+    if table is SchoolAidStatus:
+        return "school-aid", {
+            "id": f"aid:{number}:{row['school_year']}",
+            "schoolYear": row["school_year"],
+            "aidStatus": AID_CODES[row["status"]],
+            "updatedAt": _evening(date(row["school_year"], 5, 31)),
+        }
+    if table is LearningActivity:
+        return "learning-activity", {
+            "id": f"learn:{number}:{row['week_start']}",
+            "weekStart": row["week_start"],
+            "signInDays": row["sign_in_days"],
+            "minutes": row["minutes"],
+            "updatedAt": _evening(row["week_start"] + timedelta(days=6)),
+        }
+    if table is AssignmentSubmission:
+        return "submissions", {
+            "id": f"sub:{number}:{row['assignment_ref']}",
+            "assignmentId": row["assignment_ref"],
+            "dueAt": row["due_at"],
+            "submittedAt": row["submitted_at"],
+            "updatedAt": max(row["due_at"], row["submitted_at"] or row["due_at"]),
+        }
+    if table is MoodCheckin:
+        return "mood-checkins", {
+            "id": f"mood:{number}:{row['day']}",
+            "date": row["day"],
+            "weather": WEATHER_CODES[row["weather"]],
+            "comment": row["reason"],
+            "updatedAt": _evening(row["day"]),
+        }
+    raise KeyError(table)
+
+
+RECORD_TABLES = (
+    AttendanceDay,
+    NurseVisit,
+    GradeRecord,
+    FeeStatus,
+    SchoolAidStatus,
+    LearningActivity,
+    AssignmentSubmission,
+    MoodCheckin,
+)
+
+
+def load_district(data: SchoolRecords, district: District) -> None:
+    """Generate one district and add its two schools' roster and records to DATA."""
+    batch = district.generate()
+    by_table: dict[Any, list[Any]] = {}
+    for rows in batch.rows:
+        by_table.setdefault(rows.table, []).append(rows)
+    codes = {r["id"]: r["code"] for rows in by_table[School] for r in rows.records()}
+    homerooms = {r["id"]: r for rows in by_table.get(Homeroom, []) for r in rows.records()}
+    students: dict[int, tuple[str, str]] = {}  # world key → (school code, student number)
+    for rows in by_table.get(Student, []):
+        for s in rows.records():
+            code = codes[s["school_id"]]
+            homeroom = homerooms.get(s["homeroom_id"])
+            students[s["id"]] = (code, s["school_student_id"])
+            data.add_student(
+                code,
+                {
+                    "sourcedId": s["school_student_id"],
+                    "status": "active",
+                    "dateLastModified": datetime.combine(s["enrolled_on"], time(0), tzinfo=UTC),
+                    "role": "student",
+                    "familyName": s["family_name"],
+                    "givenName": s["given_name"],
+                    "birthDate": s["birth_date"],
+                    "sex": s["sex"],
+                    "grades": [_grade_code(s["grade"])],
+                    "metadata": {
+                        "jp.kanaFamilyName": s["family_name_kana"],
+                        "jp.kanaGivenName": s["given_name_kana"],
+                        "jp.homeroom": homeroom["name"] if homeroom else None,
+                        "jp.schoolYear": homeroom["school_year"] if homeroom else district.spec.school_year,
+                        "jp.enrolledOn": s["enrolled_on"],
+                        "jp.transferredIn": s["transferred_in"],
+                        "jp.leftOn": s["left_on"],
+                    },
+                },
+            )
+    for table in RECORD_TABLES:
+        grouped: dict[tuple[str, str], list[Record]] = {}
+        for rows in by_table.get(table, []):
+            for row in rows.records():
+                code, number = students[row["student_id"]]
+                resource, record = _wire(table, number, row)
+                record.update(student=number, status="active")
+                grouped.setdefault((resource, code), []).append(record)
+        for (resource, code), records in grouped.items():
+            data.add(resource, code, records)
+
+
+class WorldRecords(SchoolRecords):
+    """SchoolRecords that fill themselves from the world, a district at a time, on first use."""
+
+    def __init__(self, spec: WorldSpec, *, keep_districts: int = 4) -> None:
+        super().__init__()
+        self.spec = spec
+        self.keep = keep_districts
+        self.loaded: OrderedDict[int, tuple[str, str]] = OrderedDict()
+        self.district_of = {
+            school.code: district for district in spec.districts for school in district.schools
+        }
+
+    def ensure(self, school: str) -> None:
+        district = self.district_of.get(school)
+        if district is None:
+            return
+        if district.index in self.loaded:
+            self.loaded.move_to_end(district.index)
+            return
+        while len(self.loaded) >= self.keep:
+            _, codes = self.loaded.popitem(last=False)
+            for code in codes:
+                self.roster.pop(code, None)
+                for by_school in self.records.values():
+                    by_school.pop(code, None)
+        load_district(self, district)
+        first, second = district.schools
+        self.loaded[district.index] = (first.code, second.code)
+
+    def students(self, school: str, *, since: datetime | None = None) -> list[Record]:
+        self.ensure(school)
+        return super().students(school, since=since)
+
+    def query(self, resource: str, school: str, **kwargs: Any) -> list[Record]:
+        self.ensure(school)
+        return super().query(resource, school, **kwargs)
+
+
+@cache
+def demo_school_records() -> WorldRecords:
+    """The world `tsunagu run` seeds, shared by every stand-in of this process."""
+    students = int(os.environ.get("TSUNAGU_DEMO_STUDENTS", DEMO_STUDENTS))
+    seed = int(os.environ.get("TSUNAGU_DEMO_SEED", DEMO_SEED))
+    return WorldRecords(WorldSpec(students=students, seed=seed))
