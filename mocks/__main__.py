@@ -23,12 +23,22 @@ STAND_INS: list[tuple[str, str, int]] = [
 ]
 
 
-async def serve_all(host: str, print_urls: bool) -> None:
+async def serve_all(
+    host: str, print_urls: bool, only: list[str] | None = None, ephemeral: bool = False
+) -> None:
+    chosen = [s for s in STAND_INS if only is None or s[1].partition(":")[0].rsplit(".", 1)[-1] in only]
     servers = []
-    for _label, target, port in STAND_INS:
+    for _label, target, port in chosen:
         module_name, _, factory = target.partition(":")
         asgi_app = getattr(importlib.import_module(module_name), factory)()
-        config = uvicorn.Config(asgi_app, host=host, port=port, log_config=None, lifespan="on")
+        config = uvicorn.Config(
+            asgi_app,
+            host=host,
+            port=0 if ephemeral else port,
+            log_config=None,
+            lifespan="on",
+            access_log=False,
+        )
         servers.append(uvicorn.Server(config))
     tasks = [asyncio.create_task(server.serve()) for server in servers]
     while not all(server.started for server in servers):
@@ -36,7 +46,8 @@ async def serve_all(host: str, print_urls: bool) -> None:
             raise SystemExit("a stand-in failed to start (is its port already in use?)")
         await asyncio.sleep(0.05)
     if print_urls:
-        for label, _target, port in STAND_INS:
+        for (label, _target, _port), server in zip(chosen, servers, strict=True):
+            port = server.servers[0].sockets[0].getsockname()[1]
             print(f"{label}\thttp://{host}:{port}/", flush=True)
         print("ready", flush=True)
     await asyncio.gather(*tasks)
@@ -46,9 +57,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mocks", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--print-urls", action="store_true")
+    parser.add_argument("--only", nargs="*", help="module names of the stand-ins to serve (default: all)")
+    parser.add_argument(
+        "--ephemeral", action="store_true", help="free ports instead of the demo's (benchmarks)"
+    )
     args = parser.parse_args(argv)
     try:
-        asyncio.run(serve_all(args.host, args.print_urls))
+        asyncio.run(serve_all(args.host, args.print_urls, args.only, args.ephemeral))
     except KeyboardInterrupt:
         sys.exit(0)
 

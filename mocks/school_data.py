@@ -8,6 +8,7 @@ real system's modification time does.
 
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ class SchoolRecords:
         default_factory=lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
     )
     _clock: datetime | None = None
+    # (resource, school) → every record of the school, oldest change first; dropped on change.
+    _ordered: dict[tuple[str, str], list[Record]] = field(default_factory=dict)
 
     def add_student(self, school: str, user: Record) -> None:
         self.roster[school][user["sourcedId"]] = user
@@ -38,6 +41,7 @@ class SchoolRecords:
         by_student = self.records[resource][school]
         for record in records:
             by_student[record["student"]][record["id"]] = record
+        self._ordered.pop((resource, school), None)
 
     def now(self) -> datetime:
         """A modification time later than any before it, even within one clock tick."""
@@ -54,6 +58,7 @@ class SchoolRecords:
                 record = records[record_id]
                 record.update(changes)
                 record["updatedAt"] = self.now()
+                self._ordered.pop((resource, school), None)
                 return record
         raise KeyError(record_id)
 
@@ -78,10 +83,19 @@ class SchoolRecords:
     ) -> list[Record]:
         """Records of a school (or of the named students only), oldest change first."""
         by_student = self.records.get(resource, {}).get(school, {})
-        wanted = by_student.keys() if students is None else [s for s in students if s in by_student]
+        if students is None:
+            # A whole school is asked for page after page: keep it sorted between changes.
+            ordered = self._ordered.get((resource, school))
+            if ordered is None:
+                ordered = sorted((r for records in by_student.values() for r in records.values()), key=_order)
+                self._ordered[(resource, school)] = ordered
+            if since is None:
+                return ordered
+            return ordered[bisect.bisect_right(ordered, since, key=lambda r: r["updatedAt"]) :]
         chosen = [
             record
-            for student in wanted
+            for student in students
+            if student in by_student
             for record in by_student[student].values()
             if since is None or record["updatedAt"] > since
         ]

@@ -218,8 +218,9 @@ class WorldRecords(SchoolRecords):
             _, codes = self.loaded.popitem(last=False)
             for code in codes:
                 self.roster.pop(code, None)
-                for by_school in self.records.values():
+                for resource, by_school in self.records.items():
                     by_school.pop(code, None)
+                    self._ordered.pop((resource, code), None)
         load_district(self, district)
         first, second = district.schools
         self.loaded[district.index] = (first.code, second.code)

@@ -1,0 +1,186 @@
+"""Ingest benchmark: a school year of N students pulled over loopback HTTP from the school affairs
+and platform stand-ins into PostgreSQL and SQLite, through the real sync (consent, validation,
+staged upserts, cursors).
+
+Prints one JSON line per database: records fetched per second end to end, peak memory of the
+syncing process and of the stand-ins, and a second run with nothing changed (rows written and
+how many times faster). Every child has consent, so every record of the year is fetched.
+PostgreSQL is measured when BENCH_POSTGRES_URL (or TEST_DATABASE_URL) is set.
+
+    python bench/ingest.py [--students 50000] [--databases sqlite postgresql]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session, select
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from app.audit.actors import Actor, ActorKind  # noqa: E402
+from app.core.config import Settings  # noqa: E402
+from app.core.db import make_engine  # noqa: E402
+from app.core.migrate import upgrade  # noqa: E402
+from app.demo import NOTICE_HASH, NOTICE_VERSION, SCHOOL_SCOPES  # noqa: E402
+from app.roster.models import GuardianLink  # noqa: E402
+from app.world.loader import load_world  # noqa: E402
+from connectors import service  # noqa: E402
+from connectors.clients import school_clients  # noqa: E402
+from consent import service as consent_service  # noqa: E402
+from consent.scopes import Purpose  # noqa: E402
+from tests.databases import fresh_database  # noqa: E402
+
+
+def prepare(url: str, students: int, seed: int) -> None:
+    """In a child process, so the sync's peak memory is its own: the roster, and consent for all."""
+    engine = make_engine(url)
+    upgrade(engine)
+    load_world(engine, students=students, seed=seed, force=False, records=False)
+    with Session(engine) as session:
+        first: dict[int, int] = {}
+        for guardian_id, student_id in session.exec(
+            select(GuardianLink.guardian_id, GuardianLink.student_id)
+        ):
+            first.setdefault(student_id, guardian_id)
+        for student_id, guardian_id in first.items():
+            consent_service.create_grant(
+                session=session,
+                actor=Actor(kind=ActorKind.guardian, ref=f"guardian:{guardian_id}", organisation="家庭"),
+                guardian_id=guardian_id,
+                student_id=student_id,
+                scopes=SCHOOL_SCOPES,
+                purposes=[Purpose.early_support],
+                notice_version=NOTICE_VERSION,
+                notice_hash=NOTICE_HASH,
+            )
+        session.commit()
+    engine.dispose()
+
+
+def start_stand_ins(students: int, seed: int) -> tuple[subprocess.Popen[bytes], dict[str, str]]:
+    env = {**os.environ, "TSUNAGU_DEMO_STUDENTS": str(students), "TSUNAGU_DEMO_SEED": str(seed)}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mocks",
+            "--ephemeral",
+            "--print-urls",
+            "--only",
+            "school_affairs",
+            "school_platform",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    urls: dict[str, str] = {}
+    for raw in process.stdout:
+        line = raw.decode().strip()
+        if line == "ready":
+            break
+        label, _, url = line.partition("\t")
+        urls["platform" if "platform" in label else "affairs"] = url.rstrip("/")
+    return process, urls
+
+
+def peak_mb(pid: int | None = None) -> float:
+    if pid is None:
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+async def sync(url: str, settings: Settings) -> tuple[float, dict[str, int]]:
+    engine = make_engine(url)
+    with Session(engine) as session:
+        service.enqueue(session=session, requested_by="bench")
+        session.commit()
+    clients = school_clients(settings, page_size=5000)
+    started = time.perf_counter()
+    try:
+        runs = await service.work(engine=engine, worker="bench", clients=clients, settings=settings)
+    finally:
+        await clients.aclose()
+        engine.dispose()
+    seconds = time.perf_counter() - started
+    totals = {
+        name: sum(getattr(run, name) for run in runs)
+        for name in ("fetched", "inserted", "updated", "unchanged", "deleted", "quarantined", "requests")
+    }
+    totals["failed_runs"] = sum(run.status.value != "succeeded" for run in runs)
+    return seconds, totals
+
+
+def measure(backend: str, students: int, seed: int, urls: dict[str, str], pid: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp, fresh_database(backend, Path(tmp)) as url:
+        started = time.perf_counter()
+        child = multiprocessing.get_context("spawn").Process(target=prepare, args=(url, students, seed))
+        child.start()
+        child.join()
+        setup = time.perf_counter() - started
+        settings = Settings(
+            database_url=url,
+            school_affairs_url=urls["affairs"],
+            school_platform_url=urls["platform"],
+            upstream_timeout_seconds=300,
+        )
+        first_seconds, first = asyncio.run(sync(url, settings))
+        second_seconds, second = asyncio.run(sync(url, settings))
+    return {
+        "benchmark": "ingest",
+        "database": backend,
+        "students": students,
+        "setup_seconds": round(setup, 1),
+        "records": first["fetched"],
+        "seconds": round(first_seconds, 1),
+        "records_per_second": round(first["fetched"] / first_seconds),
+        "rows_inserted": first["inserted"],
+        "requests": first["requests"],
+        "failed_runs": first["failed_runs"],
+        "peak_rss_mb_sync": peak_mb(),
+        "peak_rss_mb_stand_ins": peak_mb(pid),
+        "second_run_seconds": round(second_seconds, 2),
+        "second_run_records": second["fetched"],
+        "second_run_rows_written": second["inserted"] + second["updated"] + second["deleted"],
+        "second_run_speedup": round(first_seconds / second_seconds, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--students", type=int, default=50_000)
+    parser.add_argument("--seed", type=int, default=20261123)
+    parser.add_argument("--databases", nargs="*", default=None)
+    args = parser.parse_args()
+    postgres = os.environ.get("BENCH_POSTGRES_URL") or os.environ.get("TEST_DATABASE_URL")
+    if postgres:
+        os.environ["TEST_DATABASE_URL"] = postgres
+    backends = args.databases or ["sqlite", *(["postgresql"] if postgres else [])]
+    process, urls = start_stand_ins(args.students, args.seed)
+    try:
+        for backend in backends:
+            print(json.dumps(measure(backend, args.students, args.seed, urls, process.pid)), flush=True)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
