@@ -26,7 +26,7 @@ from app.sources.models import (
     SchoolAidStatus,
 )
 from app.staff.models import CaseMeeting, CaseNote, StaffObservation, SupportAction
-from connectors.models import IdentityReview, QuarantinedRecord, SyncCursor, SyncRun
+from connectors.models import IdentityReview, MynaLink, QuarantinedRecord, SyncCursor, SyncRun
 from consent.models import (
     AuthorizationCode,
     AuthorizationRequest,
@@ -71,6 +71,7 @@ __all__ = [
     "LearningActivity",
     "MoodCheckin",
     "Municipality",
+    "MynaLink",
     "NurseVisit",
     "OAuthToken",
     "Objection",

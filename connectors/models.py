@@ -162,3 +162,32 @@ def counts_of(run: SyncRun) -> dict[str, Any]:
             "retries",
         )
     }
+
+
+class MynaLinkStatus(StrEnum):
+    pending = "pending"  # sent to the portal, not back yet
+    active = "active"
+    revoked = "revoked"
+
+
+class MynaLink(SQLModel, table=True):
+    """A guardian's authorization for tsunagu to fetch chosen Myna Portal categories for a child.
+
+    Tokens and the PKCE verifier are stored encrypted (connectors.tokens); the OAuth `state` only
+    as a hash. Which categories are fetched is still decided by consent at each sync.
+    """
+
+    __tablename__ = "myna_link"
+
+    id: int | None = Field(default=None, primary_key=True)
+    guardian_id: int = Field(foreign_key="guardian.id", index=True)
+    student_id: int = Field(foreign_key="student.id", index=True)
+    categories: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    status: MynaLinkStatus = Field(sa_type=enum_type(MynaLinkStatus), default=MynaLinkStatus.pending)
+    state_hash: str | None = Field(default=None, max_length=64, index=True)
+    code_verifier: str | None = Field(default=None, sa_type=sa.Text)
+    access_token: str | None = Field(default=None, sa_type=sa.Text)
+    refresh_token: str | None = Field(default=None, sa_type=sa.Text)
+    expires_at: datetime | None = Field(default=None, sa_type=aware_datetime())
+    created_at: datetime = Field(default_factory=utcnow, sa_type=aware_datetime())
+    linked_at: datetime | None = Field(default=None, sa_type=aware_datetime())

@@ -25,11 +25,14 @@ from app.roster.models import School
 from app.sources.models import Source
 from connectors.clients import SchoolClients
 from connectors.models import SyncRun, SyncStatus
+from connectors.myna import sync_links
 from connectors.sync import RunContext, execute
 
 log = logging.getLogger("tsunagu.sync")
 
 SCHOOL_SOURCES = (Source.school_affairs, Source.school_platform)
+SOURCES = (*SCHOOL_SOURCES, Source.myna_portal)
+MYNA_PARTITION = "links"  # Myna Portal is fetched per guardian's link, not per school
 
 
 def enqueue(
@@ -40,7 +43,8 @@ def enqueue(
     since: datetime | None = None,
     requested_by: str = "schedule",
 ) -> list[SyncRun]:
-    """Queue one run per (source, school); school affairs first, so rosters come in first."""
+    """Queue one run per (source, school), and one for Myna Portal's links; school affairs first,
+    so rosters come in first."""
     codes = (
         list(schools)
         if schools is not None
@@ -48,9 +52,11 @@ def enqueue(
     )
     runs = [
         SyncRun(source=source, partition=code, since=since, requested_by=requested_by)
-        for source in sorted(set(sources), key=list(SCHOOL_SOURCES).index)
+        for source in sorted(set(sources) & set(SCHOOL_SOURCES), key=list(SOURCES).index)
         for code in codes
     ]
+    if Source.myna_portal in set(sources):
+        runs.append(SyncRun(source=Source.myna_portal, partition=MYNA_PARTITION, requested_by=requested_by))
     session.add_all(runs)
     session.flush()
     return runs
@@ -82,7 +88,10 @@ async def run_one(*, engine: Engine, run: SyncRun, clients: SchoolClients, setti
     )
     requests_before, retries_before = clients.stats()
     try:
-        status = await execute(ctx)
+        if run.source is Source.myna_portal:
+            status = await _myna(ctx, run, settings)
+        else:
+            status = await execute(ctx)
     except AppError as exc:
         ctx.tally.note(exc.message)
         status = SyncStatus.failed
@@ -107,6 +116,18 @@ async def run_one(*, engine: Engine, run: SyncRun, clients: SchoolClients, setti
         return stored
 
     return await ctx.db(finish)
+
+
+async def _myna(ctx: RunContext, run: SyncRun, settings: Settings) -> SyncStatus:
+    tally = await sync_links(engine=ctx.engine, run=run, settings=settings)
+    for name in ("fetched", "inserted", "updated", "unchanged", "quarantined"):
+        setattr(ctx.tally, name, tally[name])
+    for error in tally["errors"]:
+        ctx.tally.note(error)
+    if not tally["errors"]:
+        return SyncStatus.succeeded
+    stored = tally["inserted"] + tally["unchanged"] + tally["updated"]
+    return SyncStatus.partial if stored else SyncStatus.failed
 
 
 async def work(

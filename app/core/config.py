@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     school_affairs_client_secret: SecretStr = SecretStr(DEFAULT_SECRET)
     school_platform_client_id: str = "tsunagu"
     school_platform_client_secret: SecretStr = SecretStr(DEFAULT_SECRET)
+    myna_client_id: str = Field(default="SP12345678_AB1234", description="tsunagu's id at Myna Portal")
     upstream_timeout_seconds: float = 10.0
     sync_overlap_minutes: int = Field(
         default=60, ge=0, description="each incremental sync re-reads this much before its cursor"
