@@ -1,7 +1,7 @@
 """Sync bookkeeping: sync runs (the work queue), cursors, quarantined records, identity reviews, Myna links.
 
 Revision ID: 4c43563e6675
-Revises: f0643d2beab9
+Revises: b1133378dc59
 Create Date: 2026-11-23 09:48:47.650220
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 
 
 revision: str = '4c43563e6675'
-down_revision: str | None = 'f0643d2beab9'
+down_revision: str | None = 'b1133378dc59'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
