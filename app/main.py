@@ -19,6 +19,7 @@ from app.core.logging import configure_logging, request_id_var
 from app.staff import deps as staff_deps
 from app.staff.router import router as staff_router
 from app.web import templates
+from connectors.router import guardian_router as myna_router
 from connectors.router import router as connectors_router
 from consent import deps as consent_deps
 from consent.guardian import router as guardian_router
@@ -46,6 +47,7 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     app.include_router(staff_router)
     app.include_router(connectors_router)
+    app.include_router(myna_router)
     app.include_router(notify_router)
     app.include_router(directory_router)
     staff_deps.install(app)

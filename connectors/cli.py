@@ -29,7 +29,7 @@ sync_cli = typer.Typer(
 def sync(
     source: Annotated[
         list[Source] | None,
-        typer.Option("--source", help="同期する上流 / upstream to sync (repeatable; default: both schools')"),
+        typer.Option("--source", help="同期する上流 / upstream to sync (repeatable; default: all)"),
     ] = None,
     since: Annotated[
         datetime | None,
@@ -45,7 +45,7 @@ def sync(
     ] = 1,
 ) -> None:
     """同意された記録だけを取り込む / Fetch what families consented to, incrementally."""
-    sources = [s for s in (source or service.SCHOOL_SOURCES) if s in service.SCHOOL_SOURCES]
+    sources = [s for s in (source or service.SOURCES) if s in service.SOURCES]
     settings = get_settings()
     engine = get_engine()
     if settings.is_sqlite:

@@ -28,7 +28,7 @@ from sqlmodel import Session, col, select
 from app.audit.actors import Actor, ActorKind
 from app.core.config import Settings
 from app.core.db import session_scope
-from app.core.errors import BadRequest, UpstreamError
+from app.core.errors import BadRequest, Forbidden, UpstreamError
 from app.core.types import utcnow
 from app.roster.models import GuardianLink, Student
 from app.sources.models import Benefit, BenefitStatus, HouseholdInfo, Source
@@ -55,6 +55,14 @@ BENEFIT_OF = {
     "tax": Benefit.resident_tax_exempt,
 }
 SCOPE_OF = {"household": Scope.myna_household, **dict.fromkeys(BENEFIT_OF, Scope.myna_benefits)}
+CATEGORY_WORDING = {
+    "household": ("世帯の情報", "Household"),
+    "child_allowance": ("児童手当", "Child allowance"),
+    "single_parent": ("ひとり親家庭の支援（児童扶養手当）", "Child rearing allowance"),
+    "school_aid": ("就学援助", "School attendance aid"),
+    "public_assistance": ("生活保護", "Public assistance"),
+    "tax": ("住民税非課税", "Resident-tax exemption"),
+}
 MAX_POLLS = 20
 HOUSEHOLD = store.Target(
     HouseholdInfo.__table__,  # type: ignore[attr-defined]
@@ -129,6 +137,15 @@ def start_link(
     unknown = sorted(set(categories) - set(SCOPE_OF))
     if unknown or not categories:
         raise BadRequest(f"unknown Myna Portal categories: {', '.join(unknown) or 'none chosen'}")
+    verified = session.exec(
+        select(GuardianLink.id).where(
+            GuardianLink.guardian_id == guardian_id,
+            GuardianLink.student_id == student_id,
+            col(GuardianLink.verified_at).is_not(None),
+        )
+    ).first()
+    if verified is None:
+        raise Forbidden("このお子さまとの確認済みのつながりがありません / not your verified child")
     verifier = generate_token(64)
     url, state = _oauth(settings, redirect_uri, scope=" ".join(categories)).create_authorization_url(
         f"{settings.myna_portal_url}/oauth/authorize", code_verifier=verifier
@@ -146,13 +163,30 @@ def start_link(
     return str(url)
 
 
-def pending_link(*, session: Session, state: str) -> MynaLink:
+def pending_link(*, session: Session, state: str, guardian_id: int | None = None) -> MynaLink:
+    """The link waiting for this state (of this guardian, when named); each state works once."""
     link = session.exec(
         select(MynaLink).where(MynaLink.state_hash == _hash(state), MynaLink.status == MynaLinkStatus.pending)
     ).first()
-    if link is None or link.code_verifier is None:
+    if link is None or link.code_verifier is None or guardian_id not in (None, link.guardian_id):
         raise BadRequest("この連携要求は見つかりません / unknown or used authorization state")
     return link
+
+
+def linkable_children(*, session: Session, guardian_id: int) -> list[tuple[Student, list[str]]]:
+    """The guardian's verified children, each with the categories already linked."""
+    children = session.exec(
+        select(Student)
+        .join(GuardianLink, col(GuardianLink.student_id) == col(Student.id))
+        .where(GuardianLink.guardian_id == guardian_id, col(GuardianLink.verified_at).is_not(None))
+        .order_by(col(Student.id))
+    ).all()
+    linked: dict[int, set[str]] = {}
+    for link in session.exec(
+        select(MynaLink).where(MynaLink.guardian_id == guardian_id, MynaLink.status == MynaLinkStatus.active)
+    ):
+        linked.setdefault(link.student_id, set()).update(link.categories)
+    return [(child, sorted(linked.get(child.id or 0, set()))) for child in children]
 
 
 async def exchange_code(

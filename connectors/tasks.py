@@ -28,5 +28,5 @@ async def _work() -> int:
 def daily_sync() -> int:
     """Queue one run per (school, source) and work the queue; other workers may join in."""
     with session_scope() as session:
-        service.enqueue(session=session, requested_by="schedule")
+        service.enqueue(session=session, sources=service.SOURCES, requested_by="schedule")
     return asyncio.run(_work())

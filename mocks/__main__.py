@@ -16,6 +16,7 @@ import uvicorn
 # (label for the demo's URL list, "module:factory", demo port). Ports match the defaults in
 # app/core/config.py (TSUNAGU_*_URL).
 STAND_INS: list[tuple[str, str, int]] = [
+    ("マイナポータル stand-in / Myna Portal", "mocks.myna_portal:create_app", 8101),
     ("national-ID sign-in stand-in", "mocks.national_id.app:create_app", 8102),
     ("学習 platform stand-in / school platform", "mocks.school_platform:create_app", 8103),
     ("校務支援 stand-in / school affairs", "mocks.school_affairs:create_app", 8104),

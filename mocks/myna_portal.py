@@ -74,7 +74,10 @@ def _s256(verifier: str) -> str:
 def create_app(
     data: MynaRecords | None = None, *, client_id: str = DEMO_CLIENT_ID, not_ready_polls: int = 1
 ) -> FastAPI:
-    data = data if data is not None else MynaRecords()
+    if data is None:
+        from mocks.world_data import demo_myna_residents
+
+        data = demo_myna_residents()
     state = StandInState()
     app = FastAPI(title="マイナポータル「わたしの情報」 stand-in (Myna Portal)")
     app.state.data = data

@@ -1,4 +1,4 @@
-"""The demo world (app/world) as the school stand-ins hold it: records in their wire shape.
+"""The demo world (app/world) as the stand-ins hold it: school records and Myna Portal residents.
 
 The world is generated district by district from its spec, so a stand-in builds a school's
 records only when a client first asks for that school, and keeps at most a few districts in
@@ -15,18 +15,21 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from typing import Any
 
-from app.roster.models import Homeroom, School, Student
+from app.roster.models import Guardian, GuardianLink, Homeroom, School, Student
 from app.sources.models import (
     AssignmentSubmission,
     AttendanceDay,
+    BenefitStatus,
     FeeStatus,
     GradeRecord,
+    HouseholdInfo,
     LearningActivity,
     MoodCheckin,
     NurseVisit,
     SchoolAidStatus,
 )
 from app.world.generator import District, WorldSpec
+from mocks.myna_portal import MynaRecords, Resident
 from mocks.school_data import Record, SchoolRecords
 
 DEMO_STUDENTS = 600
@@ -240,3 +243,82 @@ def demo_school_records() -> WorldRecords:
     students = int(os.environ.get("TSUNAGU_DEMO_STUDENTS", DEMO_STUDENTS))
     seed = int(os.environ.get("TSUNAGU_DEMO_SEED", DEMO_SEED))
     return WorldRecords(WorldSpec(students=students, seed=seed))
+
+
+MYNA_CATEGORY_OF = {
+    "child_allowance": "child_allowance",
+    "child_rearing_allowance": "single_parent",
+    "school_attendance_aid": "school_aid",
+    "public_assistance": "public_assistance",
+    "resident_tax_exempt": "tax",
+}
+
+
+def myna_residents(spec: WorldSpec) -> MynaRecords:
+    """Every guardian of the world as a card holder, with the household and benefits the portal
+    holds about them (taken from their first child's rows in the world)."""
+    data = MynaRecords()
+    for district in spec.districts:
+        batch = district.generate()
+        tables: dict[Any, list[dict[str, Any]]] = {}
+        for rows in batch.rows:
+            tables.setdefault(rows.table, []).extend(rows.records())
+        students = {s["id"]: s for s in tables.get(Student, [])}
+        households = {h["student_id"]: h for h in tables.get(HouseholdInfo, [])}
+        benefits: dict[int, dict[str, dict[str, Any]]] = {}
+        for b in sorted(tables.get(BenefitStatus, []), key=lambda b: b["as_of"]):
+            benefits.setdefault(b["student_id"], {})[MYNA_CATEGORY_OF[b["benefit"]]] = {
+                "asOf": b["as_of"],
+                "receiving": b["receiving"],
+            }
+        children: dict[int, list[int]] = {}
+        for link in tables.get(GuardianLink, []):
+            children.setdefault(link["guardian_id"], []).append(link["student_id"])
+        for guardian in tables.get(Guardian, []):
+            kids = children.get(guardian["id"], [])
+            if not kids:
+                continue
+            first = kids[0]
+            members = [
+                {
+                    "relation": "本人",
+                    "familyName": guardian["family_name"],
+                    "givenName": guardian["given_name"],
+                    "familyNameKana": guardian["family_name_kana"],
+                    "givenNameKana": guardian["given_name_kana"],
+                    "birthDate": guardian["birth_date"],
+                },
+                *(
+                    {
+                        "relation": "子",
+                        "familyName": students[k]["family_name"],
+                        "givenName": students[k]["given_name"],
+                        "familyNameKana": students[k]["family_name_kana"],
+                        "givenNameKana": students[k]["given_name_kana"],
+                        "birthDate": students[k]["birth_date"],
+                    }
+                    for k in kids
+                    if k in students
+                ),
+            ]
+            records: dict[str, dict[str, Any]] = dict(benefits.get(first, {}))
+            household = households.get(first)
+            if household is not None:
+                records["household"] = {
+                    "asOf": household["as_of"],
+                    "members": members,
+                    "householdSize": household["household_size"],
+                    "adults": household["adults"],
+                    "singleParent": household["single_parent"],
+                    "memberNeedingCare": household["member_needing_care"],
+                }
+            name = f"{guardian['family_name']} {guardian['given_name']}"
+            data.add(Resident(f"guardian-{guardian['id']}", name, records))
+    return data
+
+
+@cache
+def demo_myna_residents() -> MynaRecords:
+    students = int(os.environ.get("TSUNAGU_DEMO_STUDENTS", DEMO_STUDENTS))
+    seed = int(os.environ.get("TSUNAGU_DEMO_SEED", DEMO_SEED))
+    return myna_residents(WorldSpec(students=students, seed=seed))

@@ -112,6 +112,6 @@ def test_the_sync_command_fills_the_database_for_consented_children(
         get_settings.cache_clear()
         get_engine.cache_clear()
     assert result.exit_code == 0, result.output
-    assert "2/2" in result.output  # both runs done, shown on the progress bar
+    assert "3/3" in result.output  # both schools' runs and Myna Portal's, on the progress bar
     assert upstreams.count(MoodCheckin) == PER_STUDENT["mood-checkins"]
     assert upstreams.count(AttendanceDay) == 0
