@@ -48,8 +48,11 @@ class CircuitBreaker:
     def allow(self) -> bool:
         if self.opened_at is None:
             return True
-        # Half-open: one probe after the cool-down; its outcome closes or re-opens the circuit.
-        return self.clock() - self.opened_at >= self.reset_after
+        if self.clock() - self.opened_at >= self.reset_after:
+            # Half-open: this call probes; the others wait another cool-down unless it succeeds.
+            self.opened_at = self.clock()
+            return True
+        return False
 
     def record_success(self) -> None:
         self.failures = 0

@@ -70,15 +70,6 @@ WEATHER_CODES = {
 }
 
 
-def _code(table: dict[str, Any], value: Any, what: str) -> Any:
-    if value is None:
-        return None
-    try:
-        return table[value]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown {what} code {value!r}") from None
-
-
 def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
@@ -105,28 +96,22 @@ class WireRecord(BaseModel):
 class AttendanceRecord(WireRecord):
     day: date = Field(alias="date")
     mark: AttendanceMark
-    reason: AttendanceReason | None = None
-
-    _reason = field_validator("reason", mode="before")(
-        lambda v: _code(ATTENDANCE_REASON_CODES, v, "attendance reason")
-    )
+    # Codes are checked by pydantic-core (a Literal) and mapped in row(): no Python per record.
+    reason: Literal["01", "02", "03", "09", "21", "22"] | None = None
 
     def key(self, student_id: int) -> tuple[Any, ...]:
         return (student_id, self.day, self.mark)
 
     def row(self, student_id: int) -> dict[str, Any]:
-        return {"student_id": student_id, "day": self.day, "mark": self.mark, "reason": self.reason}
+        reason = ATTENDANCE_REASON_CODES[self.reason] if self.reason else None
+        return {"student_id": student_id, "day": self.day, "mark": self.mark, "reason": reason}
 
 
 class NurseVisitRecord(WireRecord):
     visited_at: AwareDatetime = Field(alias="visitedAt")
-    complaint: NurseComplaint
+    complaint: Literal["頭痛", "腹痛", "けが", "体調不良", "気持ち", "その他"]
     minutes: int | None = Field(default=None, ge=0, le=24 * 60)
     sent_home: bool | None = Field(default=None, alias="sentHome")
-
-    _complaint = field_validator("complaint", mode="before")(
-        lambda v: _code(NURSE_COMPLAINT_CODES, v, "nurse complaint")
-    )
 
     def key(self, student_id: int) -> tuple[Any, ...]:
         return (student_id, _utc(self.visited_at))
@@ -135,7 +120,7 @@ class NurseVisitRecord(WireRecord):
         return {
             "student_id": student_id,
             "visited_at": _utc(self.visited_at),
-            "complaint": self.complaint,
+            "complaint": NURSE_COMPLAINT_CODES[self.complaint],
             "minutes": self.minutes,
             "sent_home": self.sent_home,
         }
@@ -189,15 +174,17 @@ class FeeRecord(WireRecord):
 
 class SchoolAidRecord(WireRecord):
     school_year: int = Field(alias="schoolYear", ge=2000, le=2100)
-    aid_status: AidStatus = Field(alias="aidStatus")
-
-    _aid = field_validator("aid_status", mode="before")(lambda v: _code(AID_STATUS_CODES, v, "aid status"))
+    aid_status: Literal["未申請", "申請中", "認定", "否認"] = Field(alias="aidStatus")
 
     def key(self, student_id: int) -> tuple[Any, ...]:
         return (student_id, self.school_year)
 
     def row(self, student_id: int) -> dict[str, Any]:
-        return {"student_id": student_id, "school_year": self.school_year, "status": self.aid_status}
+        return {
+            "student_id": student_id,
+            "school_year": self.school_year,
+            "status": AID_STATUS_CODES[self.aid_status],
+        }
 
 
 class LearningActivityRecord(WireRecord):
@@ -236,16 +223,19 @@ class SubmissionRecord(WireRecord):
 
 class MoodRecord(WireRecord):
     day: date = Field(alias="date")
-    weather: Weather
+    weather: Literal["晴れ", "くもり", "雨", "かみなり"]
     comment: str | None = Field(default=None, max_length=200)
-
-    _weather = field_validator("weather", mode="before")(lambda v: _code(WEATHER_CODES, v, "weather"))
 
     def key(self, student_id: int) -> tuple[Any, ...]:
         return (student_id, self.day)
 
     def row(self, student_id: int) -> dict[str, Any]:
-        return {"student_id": student_id, "day": self.day, "weather": self.weather, "reason": self.comment}
+        return {
+            "student_id": student_id,
+            "day": self.day,
+            "weather": WEATHER_CODES[self.weather],
+            "reason": self.comment,
+        }
 
 
 SEX_CODES = {"female": Sex.female, "male": Sex.male, "unspecified": Sex.unspecified}

@@ -504,7 +504,9 @@ async def sync_resource(ctx: RunContext, resource: Resource) -> None:
             buffer.deletes[key] = student_id
         else:
             buffer.deletes.pop(key, None)
-            buffer.rows[key] = record.row(student_id) | {"grant_id": grant_id}
+            row = record.row(student_id)
+            row["grant_id"] = grant_id
+            buffer.rows[key] = row
 
     async def flush(final: bool) -> None:
         nonlocal pending
