@@ -8,6 +8,8 @@ from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import text
+from sqlmodel import Session
 
 from app.core.deps import SessionDep
 from app.core.errors import Unauthorized
@@ -81,3 +83,20 @@ def install(app: FastAPI) -> None:
         query = f"?{request.url.query}" if request.url.query else ""
         target = f"{request.url.path}{query}" if request.method == "GET" else "/guardian/"
         return RedirectResponse(sign_in_url(target), status_code=303)
+
+
+def writing_session(session: SessionDep) -> Session:
+    """The request's session, for a handler that reads and then writes.
+
+    On SQLite a transaction that has read and then writes fails at once with "database is
+    locked" when another connection committed in between (WAL snapshot rule; the busy timeout
+    does not apply). Taking the write lock with the first statement makes such requests queue
+    instead. PostgreSQL needs nothing: row locks (FOR UPDATE) order the writers.
+    """
+    bind = session.get_bind()
+    if bind.dialect.name == "sqlite":
+        session.execute(text("UPDATE signing_key SET kid = kid WHERE 0"))
+    return session
+
+
+WriteSession = Annotated[Session, Depends(writing_session)]

@@ -14,7 +14,7 @@ from app.core.errors import NotFound, Unauthorized
 from app.sessions import service as web_sessions
 from app.sessions.models import PrincipalKind
 from consent import dashboard, invitations, keys, signin
-from consent.deps import CurrentGuardian, safe_next
+from consent.deps import CurrentGuardian, WriteSession, safe_next
 from consent.models import ConsentGrant, ConsentReceipt
 from consent.receipts import verify as verify_receipt
 from consent.web import error_page, render
@@ -102,7 +102,7 @@ def link_form(request: Request, current: CurrentGuardian, code: str | None = Non
 @router.post("/link", response_class=HTMLResponse)
 def link_check(
     request: Request,
-    session: SessionDep,
+    session: WriteSession,
     current: CurrentGuardian,
     throttle: Throttle,
     code: Annotated[str, Form(max_length=64)],
@@ -127,7 +127,7 @@ def link_check(
 @router.post("/link/confirm")
 def link_confirm(
     request: Request,
-    session: SessionDep,
+    session: WriteSession,
     current: CurrentGuardian,
     throttle: Throttle,
     code: Annotated[str, Form(max_length=64)],
@@ -180,7 +180,7 @@ def city_consent_page(
 
 @router.post("/children/{student_id}/consent")
 async def city_consent(
-    request: Request, session: SessionDep, current: CurrentGuardian, student_id: int
+    request: Request, session: WriteSession, current: CurrentGuardian, student_id: int
 ) -> Response:
     """Record exactly what was ticked as a new grant, with its signed receipt."""
     form = await request.form()
@@ -234,7 +234,7 @@ def receipt_file(session: SessionDep, current: CurrentGuardian, grant_id: int) -
 
 @router.post("/grants/{grant_id}/action")
 def grant_action(
-    session: SessionDep,
+    session: WriteSession,
     current: CurrentGuardian,
     grant_id: int,
     action: Annotated[str, Form(max_length=16)],

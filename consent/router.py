@@ -13,7 +13,7 @@ from app.core.deps import SessionDep
 from app.core.errors import BadRequest
 from app.sessions import service as web_sessions
 from consent import authorize, keys, oauth, resource
-from consent.deps import CurrentGuardian, MaybeGuardian, sign_in_url
+from consent.deps import CurrentGuardian, MaybeGuardian, WriteSession, sign_in_url
 from consent.web import error_page, render
 
 router = APIRouter(tags=["oauth"])
@@ -82,7 +82,7 @@ def jwks(session: SessionDep) -> dict[str, list[dict[str, str]]]:
 
 
 @router.get("/oauth/authorize", include_in_schema=False)
-def authorization_endpoint(request: Request, session: SessionDep, current: MaybeGuardian) -> Response:
+def authorization_endpoint(request: Request, session: WriteSession, current: MaybeGuardian) -> Response:
     """Validate the client's request; ask a signed-in guardian for consent."""
     outcome = authorize.begin(
         session=session, request=_oauth_request(request, []), guardian_id=current.id if current else None
@@ -92,7 +92,7 @@ def authorization_endpoint(request: Request, session: SessionDep, current: Maybe
 
 @router.post("/oauth/authorize", include_in_schema=False)
 def authorization_decision(
-    request: Request, session: SessionDep, current: CurrentGuardian, form: Form
+    request: Request, session: WriteSession, current: CurrentGuardian, form: Form
 ) -> Response:
     """The guardian's decision on the consent page (CSRF-checked)."""
     fields = dict(form)
@@ -112,20 +112,20 @@ def authorization_decision(
 
 
 @router.post("/oauth/par", status_code=201)
-def pushed_authorization_request(request: Request, session: SessionDep, form: Form) -> Response:
+def pushed_authorization_request(request: Request, session: WriteSession, form: Form) -> Response:
     """RFC 9126 pushed authorization request (client_secret_basic)."""
     return _answer(authorize.push(session=session, request=_oauth_request(request, form)))
 
 
 @router.post("/oauth/token")
-def token_endpoint(request: Request, session: SessionDep, form: Form) -> Response:
+def token_endpoint(request: Request, session: WriteSession, form: Form) -> Response:
     """Exchange a code (with its PKCE verifier) or a refresh token for tokens."""
     server = oauth.AuthorizationServer(session=session)
     return _answer(server.create_token_response(_oauth_request(request, form)))
 
 
 @router.post("/oauth/revoke")
-def revocation_endpoint(request: Request, session: SessionDep, form: Form) -> Response:
+def revocation_endpoint(request: Request, session: WriteSession, form: Form) -> Response:
     """RFC 7009 token revocation (client_secret_basic)."""
     server = oauth.AuthorizationServer(session=session)
     return _answer(server.create_endpoint_response("revocation", _oauth_request(request, form)))
@@ -157,7 +157,7 @@ class ChildRecords(BaseModel):
     },
 )
 def child_records(
-    session: SessionDep,
+    session: WriteSession,
     child_id: int,
     category: str,
     purpose: str | None = None,
