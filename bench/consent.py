@@ -18,34 +18,34 @@ from pathlib import Path
 # or `import consent` would find this file.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-import argparse
-import asyncio
-import base64
-import hashlib
-import json
-import os
-import secrets
-import socket
-import subprocess
-import tempfile
-import time
-from datetime import date, timedelta
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import base64  # noqa: E402
+import hashlib  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import secrets  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from datetime import date, timedelta  # noqa: E402
 
-import httpx
-from sqlmodel import Session
+import httpx  # noqa: E402
+from sqlmodel import Session  # noqa: E402
 
-from app.audit import service as audit
-from app.audit.actors import Actor, ActorKind
-from app.audit.models import Outcome
-from app.core.db import make_engine
-from app.core.migrate import upgrade
-from app.core.types import utcnow
-from app.roster.models import Guardian, GuardianLink, Municipality, School, SchoolKind, Student
-from app.sessions.models import PrincipalKind, WebSession
-from consent import clients, policy, service
-from consent.models import AuthorizationCode
-from consent.oauth import digest, join_scope
-from consent.scopes import Purpose, Scope
+from app.audit import service as audit  # noqa: E402
+from app.audit.actors import Actor, ActorKind  # noqa: E402
+from app.audit.models import Outcome  # noqa: E402
+from app.core.db import make_engine  # noqa: E402
+from app.core.migrate import upgrade  # noqa: E402
+from app.core.types import utcnow  # noqa: E402
+from app.roster.models import Guardian, GuardianLink, Municipality, School, SchoolKind, Student  # noqa: E402
+from app.sessions.models import PrincipalKind, WebSession  # noqa: E402
+from consent import clients, policy, service  # noqa: E402
+from consent.models import AuthorizationCode  # noqa: E402
+from consent.oauth import digest, join_scope  # noqa: E402
+from consent.scopes import Purpose, Scope  # noqa: E402
 
 SCREENING = Actor(kind=ActorKind.screening, ref="bench", organisation="加賀市")
 STAFF = Actor(kind=ActorKind.staff, ref="staff:bench", organisation="第一中学校", role="担任")
