@@ -324,6 +324,26 @@ class RunContext:
             self.tally.note(f"{resource}: unknown field {name!r} ignored (schema drift)")
 
 
+async def _ahead(pages: AsyncIterator[Page]) -> AsyncIterator[Page]:
+    """Ask for the next page before this one is processed: the upstream builds it meanwhile."""
+    iterator = aiter(pages)
+    pending = asyncio.ensure_future(anext(iterator))
+    try:
+        while True:
+            try:
+                page = await pending
+            except StopAsyncIteration:
+                return
+            pending = asyncio.ensure_future(anext(iterator))
+            await asyncio.sleep(0)  # lets the next request go out now
+            yield page
+    finally:
+        if not pending.done():
+            pending.cancel()
+        elif not pending.cancelled():
+            pending.exception()  # consumed: the caller already stopped for its own reason
+
+
 async def _stream(pages: AsyncIterator[Page], ctx: RunContext, on_page: Callable[[Page], None]) -> bool:
     """Consume one paged request; False when the paging skipped records (complete=False)."""
     seen: set[str] = set()
@@ -554,7 +574,7 @@ async def sync_resource(ctx: RunContext, resource: Resource) -> None:
             pages = ctx.clients.school_platform.records(
                 resource.name, ctx.school_code, since=None if fresh else since
             )
-            progress.complete &= await _stream(_flushing(pages, buffer, flush), ctx, on_page)
+            progress.complete &= await _stream(_flushing(_ahead(pages), buffer, flush), ctx, on_page)
         else:
             for group, group_since in ((fresh, None), (known, since)):
                 for chunk in _chunks(group, STUDENTS_PER_QUERY):
@@ -564,7 +584,7 @@ async def sync_resource(ctx: RunContext, resource: Resource) -> None:
                         pages = ctx.clients.school_affairs.query(
                             resource.name, ctx.school_code, asked, since=group_since
                         )
-                        progress.complete &= await _stream(pages, ctx, on_page)
+                        progress.complete &= await _stream(_ahead(pages), ctx, on_page)
                     if len(buffer) >= BATCH_ROWS:
                         await flush(final=False)
     except UpstreamError as exc:
