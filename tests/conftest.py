@@ -66,6 +66,11 @@ def session(engine: Engine) -> Iterator[Session]:
     """A session whose commits become savepoints of an outer transaction that is rolled back."""
     connection = engine.connect()
     outer = connection.begin()
+    if engine.dialect.name == "sqlite":
+        # pysqlite opens a transaction only before its first write, so the first SAVEPOINT would
+        # open one itself and its RELEASE (a test's commit) would commit for good, leaking rows
+        # into later tests. An explicit BEGIN makes the outer transaction real.
+        connection.exec_driver_sql("BEGIN")
     session = Session(bind=connection, join_transaction_mode="create_savepoint")
     try:
         yield session
