@@ -69,6 +69,15 @@ def catalog() -> Catalog:
     return load_catalog()
 
 
+@lru_cache
+def category_scopes() -> dict[Category, frozenset[Scope]]:
+    """The data categories each alert category's rules read (from the rule catalog)."""
+    found: dict[Category, set[Scope]] = {}
+    for rule in catalog().rules:
+        found.setdefault(rule.category, set()).update(rule.scopes)
+    return {category: frozenset(scopes) for category, scopes in found.items()}
+
+
 # --- reading -------------------------------------------------------------------------------
 
 
@@ -338,14 +347,18 @@ def queue(
     if staff.school_id is not None:
         setting = session.get(ReviewCapacity, staff.school_id)
         capacity = setting.weekly_capacity if setting else None
-    # Consent for the listed children, in one bulk call that audits each use.
+    # Consent for the listed children, in one bulk call that audits each use: only the
+    # categories behind the listed alerts' rules, which is what a row of the queue stands on.
     ids = sorted({student.id for _alert, student in found if student.id is not None})
+    wanted = MATRIX[staff.role].categories & frozenset().union(
+        *(category_scopes().get(alert.category, frozenset()) for alert, _student in found)
+    )
     shared: dict[int, dict[Scope, int]] = {}
-    if ids and MATRIX[staff.role].categories:
+    if ids and wanted:
         shared = policy.authorize_many(
             session=session,
             actor=actor_for(session=session, staff=staff),
-            scopes=MATRIX[staff.role].categories,
+            scopes=wanted,
             purpose=PURPOSE,
             student_ids=ids,
         )
@@ -374,7 +387,9 @@ def queue(
                 student=student,
                 homeroom_name=homerooms.get(student.homeroom_id, "") if student.homeroom_id else "",
                 assignee_name=assignees.get(alert.assignee_id, "") if alert.assignee_id else "",
-                shared=bool(shared.get(student.id or 0)),
+                shared=bool(
+                    set(shared.get(student.id or 0, {})) & category_scopes().get(alert.category, frozenset())
+                ),
                 below_capacity_line=capacity is not None and new_seen > capacity,
             )
         )
