@@ -26,7 +26,11 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -64,7 +68,6 @@ from app.models import (
     Student,
     WebSession,
 )
-from bench.seed import fresh_database
 from consent.scopes import Purpose, Scope
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -378,6 +381,28 @@ def build(engine: Engine, students: int) -> dict[str, Any]:
         "staff": staff,
         "timeline_children": by_school,
     }
+
+
+@contextmanager
+def fresh_database(url: str | None) -> Iterator[str]:
+    """A temporary SQLite file, or a schema of its own in the given PostgreSQL (dropped after)."""
+    if url is None:
+        with tempfile.TemporaryDirectory(prefix="tsunagu-bench-") as directory:
+            yield f"sqlite:///{Path(directory) / 'staff.db'}"
+        return
+    parsed = make_url(url)
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(parsed, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield parsed.update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+            hide_password=False
+        )
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
 
 
 def _free_port() -> int:
