@@ -24,6 +24,7 @@ from connectors.router import router as connectors_router
 from consent import deps as consent_deps
 from consent.guardian import router as guardian_router
 from consent.router import router as consent_router
+from consent.student import router as student_router
 from notify.directory import router as directory_router
 from notify.router import router as notify_router
 
@@ -53,6 +54,7 @@ def create_app() -> FastAPI:
     staff_deps.install(app)
     app.include_router(consent_router)
     app.include_router(guardian_router)
+    app.include_router(student_router)
     consent_deps.install(app)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -11,7 +11,7 @@ from rich.console import Console
 
 from app.core.db import session_scope
 from consent import clients, keys, receipts
-from consent.invitations import issue_for_homeroom
+from consent.invitations import display, issue, issue_for_homeroom
 from consent.letters import render_letters
 from consent.scopes import Purpose, Scope
 
@@ -123,3 +123,14 @@ def receipt_verify(
         raise typer.Exit(1) from exc
     out.print(orjson.dumps(terms, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
     console.print("署名は有効です / signature valid")
+
+
+@invitations_cli.command("student-code")
+def invitations_student_code(
+    student: Annotated[int, typer.Option(help="生徒の番号 (student.id) / the student's id")],
+    days: Annotated[int, typer.Option(min=1, max=90, help="有効日数 / days the code stays valid")] = 14,
+) -> None:
+    """生徒用コードを発行する / A one-time code that opens the student's own page (/student/)."""
+    with session_scope() as session:
+        _row, code = issue(session=session, student_id=student, valid_days=days, for_student=True)
+    out.print(display(code))

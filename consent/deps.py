@@ -23,6 +23,10 @@ class GuardianSignInRequired(Unauthorized):
     """No live guardian session: the browser is sent to sign in and brought back after."""
 
 
+class StudentSignInRequired(Unauthorized):
+    """No live student session: the browser is sent to enter the student code."""
+
+
 @dataclass(frozen=True)
 class SignedInGuardian:
     guardian: Guardian
@@ -83,6 +87,10 @@ def install(app: FastAPI) -> None:
         query = f"?{request.url.query}" if request.url.query else ""
         target = f"{request.url.path}{query}" if request.method == "GET" else "/guardian/"
         return RedirectResponse(sign_in_url(target), status_code=303)
+
+    @app.exception_handler(StudentSignInRequired)
+    async def _student_sign_in(request: Request, exc: StudentSignInRequired) -> Response:
+        return RedirectResponse("/student/sign-in", status_code=303)
 
 
 def writing_session(session: SessionDep) -> Session:

@@ -13,7 +13,7 @@ from app.core.deps import SessionDep
 from app.core.errors import NotFound, Unauthorized
 from app.sessions import service as web_sessions
 from app.sessions.models import PrincipalKind
-from consent import dashboard, invitations, keys, signin
+from consent import dashboard, invitations, keys, policy, signin
 from consent.deps import CurrentGuardian, WriteSession, safe_next
 from consent.models import ConsentGrant, ConsentReceipt
 from consent.receipts import verify as verify_receipt
@@ -159,7 +159,8 @@ def child_page(
     """One child: every grant with its receipt, status and deletion records; pause, resume, revoke."""
     child = dashboard.child_of(session=session, guardian_id=current.id, student_id=student_id)
     views = dashboard.grants(session=session, student_id=student_id)
-    context = {"child": child, "grants": views, "csrf_token": current.csrf_token}
+    objections = policy.open_objections(session=session, student_ids=[student_id])
+    context = {"child": child, "grants": views, "objections": objections, "csrf_token": current.csrf_token}
     return render(request, "consent/child.html", context)
 
 

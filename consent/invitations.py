@@ -102,14 +102,16 @@ class Letter:
 
 
 def issue(
-    *, session: Session, student_id: int, valid_days: int = DEFAULT_VALID_DAYS
+    *, session: Session, student_id: int, valid_days: int = DEFAULT_VALID_DAYS, for_student: bool = False
 ) -> tuple[InvitationCode, str]:
-    """A fresh code for the child; any unused earlier code of the child stops working."""
+    """A fresh code for the child (or, `for_student`, for the child's own page); any unused
+    earlier code of the same kind stops working."""
     now = utcnow()
     session.exec(
         update(InvitationCode)
         .where(
             col(InvitationCode.student_id) == student_id,
+            col(InvitationCode.for_student) == for_student,
             col(InvitationCode.used_at).is_(None),
             col(InvitationCode.voided_at).is_(None),
         )
@@ -118,6 +120,7 @@ def issue(
     code = new_code()
     invitation = InvitationCode(
         student_id=student_id,
+        for_student=for_student,
         code_hash=digest(code),
         issued_at=now,
         expires_at=now + timedelta(days=valid_days),
@@ -154,12 +157,13 @@ def issue_for_homeroom(
     return letters
 
 
-def _valid(session: Session, typed: str) -> InvitationCode:
+def _valid(session: Session, typed: str, *, for_student: bool = False) -> InvitationCode:
     invitation = session.exec(
         select(InvitationCode).where(InvitationCode.code_hash == digest(normalise(typed))).with_for_update()
     ).first()
     if (
         invitation is None
+        or invitation.for_student is not for_student
         or invitation.used_at is not None
         or invitation.voided_at is not None
         or aware(invitation.expires_at) <= utcnow()
@@ -210,4 +214,17 @@ def redeem(
     )
     student = session.get(Student, invitation.student_id)
     assert student is not None
+    return student
+
+
+def sign_in_student(*, session: Session, throttle: InvitationThrottle, address: str, typed: str) -> Student:
+    """A student's one-time code → the student, whose own page it opens (the code is used up)."""
+    throttle.attempt(guardian_id=0, address=address)
+    invitation = _valid(session, typed, for_student=True)
+    invitation.used_at = utcnow()
+    session.add(invitation)
+    session.flush()
+    student = session.get(Student, invitation.student_id)
+    if student is None:
+        raise InvitationRefused(_REFUSED)
     return student

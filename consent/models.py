@@ -227,6 +227,9 @@ class InvitationCode(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     student_id: int = Field(foreign_key="student.id", index=True)
+    for_student: bool = Field(
+        default=False, description="a code for the student's own page, not for linking a guardian"
+    )
     code_hash: str = Field(max_length=64, unique=True)
     issued_at: datetime = Field(default_factory=utcnow, sa_type=aware_datetime())
     expires_at: datetime = Field(sa_type=aware_datetime())

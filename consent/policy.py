@@ -54,6 +54,7 @@ __all__ = [
     "check",
     "grants_stopped_since",
     "on_grant_stopped",
+    "open_objections",
 ]
 
 _grant: sa.Table = ConsentGrant.__table__  # type: ignore[attr-defined]
@@ -422,3 +423,25 @@ def stopped_from_grant(grant: ConsentGrant, *, status: str, client_ref: str | No
         scopes=frozenset(Scope(s) for s in grant.scopes),
         purposes=frozenset(Purpose(p) for p in grant.purposes),
     )
+
+
+@dataclass(frozen=True)
+class OpenObjection:
+    """A student asked that their data stop being used for a purpose; staff talk with the family."""
+
+    objection_id: int
+    student_id: int
+    purpose: Purpose
+    raised_at: datetime
+    message: str | None
+
+
+def open_objections(*, session: Session, student_ids: Collection[int] | None = None) -> list[OpenObjection]:
+    """Objections not yet resolved, oldest first: the staff's list of families to talk with."""
+    query = sa.select(_objection).where(_objection.c.resolved_at.is_(None)).order_by(_objection.c.raised_at)
+    if student_ids is not None:
+        query = query.where(_objection.c.student_id.in_(sorted(set(student_ids))))
+    return [
+        OpenObjection(row.id, row.student_id, Purpose(row.purpose), _utc(row.raised_at), row.message)
+        for row in session.execute(query)
+    ]

@@ -13,6 +13,7 @@ class ActorKind(StrEnum):
     partner_client = "partner_client"  # a registered OAuth client through the resource API
     notify = "notify"  # the LINE notification sender
     guardian = "guardian"  # the family, on their own pages
+    student = "student"  # the child, on their own page (an objection)
 
 
 @dataclass(frozen=True)
