@@ -79,8 +79,9 @@ def build_notice(
     return Notice(
         version=NOTICE_VERSION,
         recipient=recipient or MUNICIPALITY_RECIPIENT,
-        scopes=tuple(NoticeItem(s.value, SCOPE_WORDING[s]) for s in sorted(set(scopes))),
-        purposes=tuple(NoticeItem(p.value, PURPOSE_WORDING[p]) for p in sorted(set(purposes))),
+        # In the catalogue's order (school records first), whatever order the request used.
+        scopes=tuple(NoticeItem(s.value, SCOPE_WORDING[s]) for s in Scope if s in set(scopes)),
+        purposes=tuple(NoticeItem(p.value, PURPOSE_WORDING[p]) for p in Purpose if p in set(purposes)),
         frequency=FETCH_FREQUENCY,
         retention=RETENTION,
         withdrawal=WITHDRAWAL,
