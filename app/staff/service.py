@@ -115,7 +115,11 @@ def find_children(*, session: Session, staff: StaffUser, query: str, limit: int 
 
 
 def homerooms_in_reach(*, session: Session, staff: StaffUser) -> Sequence[Homeroom]:
-    """Homerooms whose children the staff member may reach (for the queue's filter)."""
+    """Homerooms whose children the staff member may reach (for the queue's filter). A
+    municipality-wide reach spans thousands of homerooms: no list for it (the filter by
+    ?homeroom= still works)."""
+    if MATRIX[staff.role].reach not in (Reach.homeroom, Reach.school):
+        return []
     in_reach = select(Student.homeroom_id).where(reach_clause(staff), col(Student.homeroom_id).is_not(None))
     return session.exec(
         select(Homeroom)
