@@ -8,6 +8,7 @@ import httpx
 import pytest
 from sqlmodel import Session, col, select
 
+from app.audit import service as audit
 from app.audit.models import AuditEntry
 from app.roster.models import StaffRole
 from app.staff.models import CaseMeeting, SupportAction
@@ -82,6 +83,7 @@ async def test_new_to_closed_through_meeting_and_support(
     assert steps == ["under_review", "case_meeting", "support", "monitoring", "closed"]
     changes = session.exec(select(AuditEntry.detail).where(AuditEntry.action == "alert.status_changed")).all()
     assert "monitoring->closed" in changes
+    assert audit.verify(session=session).ok  # every view and change above is on one intact chain
     agenda = await client.get(f"{base}/agenda", headers=HTML)
     assert agenda.status_code == 200 and "家庭訪問" in agenda.text and "SSWが家庭訪問" in agenda.text
 
