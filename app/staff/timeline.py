@@ -30,7 +30,7 @@ from app.sources.models import (
     SchoolAidStatus,
     Weather,
 )
-from app.staff.models import OBSERVATION_WORDING, StaffObservation
+from app.staff.models import OBSERVATION_WORDING, StaffObservation, SupportAction
 from app.staff.service import ChildView
 from consent.scopes import Scope
 from rules.models import ALERT_STATUS_WORDING, CATEGORY_WORDING, Alert, AlertEvent, AlertEventKind
@@ -250,6 +250,17 @@ def _people_side(*, session: Session, timeline: Timeline) -> None:
             else:
                 continue
             timeline.alerts.append(Event(day, "アラート・対応", text))
+    for action in session.exec(select(SupportAction).where(SupportAction.student_id == sid)):
+        planned = _local_day(action.created_at)
+        if timeline.start <= planned <= timeline.end:
+            timeline.alerts.append(
+                Event(planned, "アラート・対応", f"支援を計画: {action.what}（期限 {action.due_on}）")
+            )
+        if action.done_at is not None and timeline.start <= _local_day(action.done_at) <= timeline.end:
+            timeline.alerts.append(
+                Event(_local_day(action.done_at), "アラート・対応", f"支援を完了: {action.what}")
+            )
+    timeline.alerts.sort(key=lambda event: event.day)
     for observation in session.exec(
         select(StaffObservation)
         .where(StaffObservation.student_id == sid, col(StaffObservation.observed_on) >= timeline.start)

@@ -84,6 +84,8 @@ async def test_new_to_closed_through_meeting_and_support(
     changes = session.exec(select(AuditEntry.detail).where(AuditEntry.action == "alert.status_changed")).all()
     assert "monitoring->closed" in changes
     assert audit.verify(session=session).ok  # every view and change above is on one intact chain
+    timeline = await client.get(f"/staff/children/{roster.child.id}", headers=HTML)
+    assert "支援を計画: 家庭訪問" in timeline.text and "不登校: 終結" in timeline.text
     agenda = await client.get(f"{base}/agenda", headers=HTML)
     assert agenda.status_code == 200 and "家庭訪問" in agenda.text and "SSWが家庭訪問" in agenda.text
 
