@@ -69,6 +69,7 @@ def site(empty_database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[S
     engine.dispose()
     with live_server(create_app()) as base:
         yield Site(base, *ids)
+    get_engine().dispose()  # the server's own engine: close its pooled connections
     get_settings.cache_clear()
     get_engine.cache_clear()
 
