@@ -27,6 +27,7 @@ from app.staff import accounts as staff_accounts
 from app.staff.cli import staff_cli
 from connectors.cli import sync_cli
 from consent.cli import clients_cli, invitations_cli, keys_cli, receipt_cli
+from rules.cli import screen_cli
 
 console = Console(stderr=True, soft_wrap=True)  # one message, one line, however narrow the terminal
 cli = typer.Typer(
@@ -46,6 +47,7 @@ cli.add_typer(invitations_cli, name="invitations")
 cli.add_typer(receipt_cli, name="receipt")
 cli.add_typer(staff_cli, name="staff")
 cli.add_typer(sync_cli, name="sync")
+cli.add_typer(screen_cli, name="screen")
 
 OPENAPI_PATH = Path(__file__).resolve().parents[1] / "openapi" / "openapi.json"
 

@@ -6,8 +6,10 @@ from __future__ import annotations
 import random
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlmodel import Session
+import sqlalchemy as sa
+from sqlmodel import Session, SQLModel
 
+from app.core.types import utcnow
 from app.roster.models import School, SchoolDay, Student
 from app.sources.models import (
     AidStatus,
@@ -79,8 +81,11 @@ def _at(day: date, hour: int) -> datetime:
     return datetime.combine(day, time(hour), UTC)
 
 
-def make_random_child(session: Session, school: School, rng: random.Random) -> Student:
-    """A child with a random history; about one in five is a transfer, one in twenty left."""
+def make_random_child(
+    session: Session, school: School, rng: random.Random, *, until: date = YEAR_END
+) -> Student:
+    """A child with a random history up to UNTIL; about one in five is a transfer, one in
+    twenty left."""
     days = school_days()
     kind = rng.random()
     enrolled_on = YEAR_START
@@ -96,18 +101,19 @@ def make_random_child(session: Session, school: School, rng: random.Random) -> S
         left_on=left_on,
         grade=rng.randint(1, 6),
     )
-    mine = [d for d in days if d >= enrolled_on and (left_on is None or d <= left_on)]
+    mine = [d for d in days if enrolled_on <= d <= until and (left_on is None or d <= left_on)]
     absence_rate = rng.choice([0.0, 0.02, 0.05, 0.15, 0.4])
     sid = child.id or 0
+    found: list[SQLModel] = []
     for day in mine:
         roll = rng.random()
         if roll < absence_rate:
             reason = rng.choice(list(AttendanceReason)[:4])
-            session.add(
+            found.append(
                 AttendanceDay(student_id=sid, day=day, mark=AttendanceMark.absent, reason=reason, source=SRC)
             )
         elif roll < absence_rate + 0.01:
-            session.add(
+            found.append(
                 AttendanceDay(
                     student_id=sid,
                     day=day,
@@ -117,11 +123,11 @@ def make_random_child(session: Session, school: School, rng: random.Random) -> S
                 )
             )
         elif roll < absence_rate + 0.06:
-            session.add(AttendanceDay(student_id=sid, day=day, mark=AttendanceMark.late, source=SRC))
+            found.append(AttendanceDay(student_id=sid, day=day, mark=AttendanceMark.late, source=SRC))
         if rng.random() < 0.02:
-            session.add(AttendanceDay(student_id=sid, day=day, mark=AttendanceMark.early_leave, source=SRC))
+            found.append(AttendanceDay(student_id=sid, day=day, mark=AttendanceMark.early_leave, source=SRC))
         if rng.random() < 0.04:
-            session.add(
+            found.append(
                 NurseVisit(
                     student_id=sid,
                     visited_at=_at(day, rng.choice([1, 4, 16])),
@@ -130,7 +136,7 @@ def make_random_child(session: Session, school: School, rng: random.Random) -> S
                 )
             )
         if rng.random() < 0.7:
-            session.add(
+            found.append(
                 MoodCheckin(
                     student_id=sid,
                     day=day,
@@ -139,9 +145,9 @@ def make_random_child(session: Session, school: School, rng: random.Random) -> S
                 )
             )
     monday = YEAR_START - timedelta(days=YEAR_START.weekday())
-    while monday <= YEAR_END:
+    while monday + timedelta(days=6) <= until:
         if monday >= enrolled_on - timedelta(days=7) and rng.random() < 0.95:
-            session.add(
+            found.append(
                 LearningActivity(
                     student_id=sid,
                     week_start=monday,
@@ -156,7 +162,7 @@ def make_random_child(session: Session, school: School, rng: random.Random) -> S
             submitted = (
                 None if roll < 0.15 else due + timedelta(hours=2) if roll < 0.25 else due - timedelta(hours=3)
             )
-            session.add(
+            found.append(
                 AssignmentSubmission(
                     student_id=sid,
                     assignment_ref=f"A{monday.isoformat()}",
@@ -170,7 +176,7 @@ def make_random_child(session: Session, school: School, rng: random.Random) -> S
         for subject in ("国語", "算数", "理科"):
             if rng.random() < 0.9:
                 score = None if rng.random() < 0.05 else rng.randint(30, 100)
-                session.add(
+                found.append(
                     GradeRecord(
                         student_id=sid,
                         school_year=year,
@@ -181,17 +187,17 @@ def make_random_child(session: Session, school: School, rng: random.Random) -> S
                     )
                 )
     month = date(2025, 4, 1)
-    while month <= date(2026, 3, 1):
+    while month <= until.replace(day=1):
         if rng.random() < 0.9:
             arrears = None if rng.random() < 0.03 else rng.random() < 0.15
-            session.add(FeeStatus(student_id=sid, month=month, arrears=arrears, source=SRC))
+            found.append(FeeStatus(student_id=sid, month=month, arrears=arrears, source=SRC))
         month = date(month.year + month.month // 12, month.month % 12 + 1, 1)
     for benefit in Benefit:
         if rng.random() < 0.6:
             for as_of in (date(2025, 4, 1), date(2025, 10, 1)):
                 if rng.random() < 0.7:
                     receiving = None if rng.random() < 0.1 else rng.random() < 0.3
-                    session.add(
+                    found.append(
                         BenefitStatus(
                             student_id=sid,
                             benefit=benefit,
@@ -201,11 +207,11 @@ def make_random_child(session: Session, school: School, rng: random.Random) -> S
                         )
                     )
     if rng.random() < 0.7:
-        session.add(
+        found.append(
             SchoolAidStatus(student_id=sid, school_year=2025, status=rng.choice(list(AidStatus)), source=SRC)
         )
     if rng.random() < 0.7:
-        session.add(
+        found.append(
             HouseholdInfo(
                 student_id=sid,
                 as_of=date(2025, 6, 1),
@@ -214,5 +220,18 @@ def make_random_child(session: Session, school: School, rng: random.Random) -> S
                 source=SRC,
             )
         )
-    session.flush()
+    _bulk(session, found)
     return child
+
+
+def _bulk(session: Session, objects: list[SQLModel]) -> None:
+    """Insert the rows with one executemany per table: ORM unit-of-work per row is slow."""
+    now = utcnow()
+    by_table: dict[sa.Table, list[dict[str, object]]] = {}
+    for obj in objects:
+        table: sa.Table = obj.__table__  # type: ignore[attr-defined]
+        values = obj.model_dump(exclude={"id"})
+        values["fetched_at"] = now
+        by_table.setdefault(table, []).append(values)
+    for table, rows in by_table.items():
+        session.execute(sa.insert(table), rows)

@@ -30,11 +30,15 @@ AS_OF_DAYS = [
 def children(session: Session) -> list[int]:
     rng = random.Random(7)
     school = make_school_with_calendar(session)
-    return [make_random_child(session, school, rng).id or 0 for _ in range(24)]
+    return [make_random_child(session, school, rng).id or 0 for _ in range(14)]
 
 
-@pytest.mark.parametrize("as_of", AS_OF_DAYS)
-def test_every_feature_matches_the_reference(session: Session, children: list[int], as_of: date) -> None:
+def test_every_feature_matches_the_reference(session: Session, children: list[int]) -> None:
+    for as_of in AS_OF_DAYS:
+        _check(session, children, as_of)
+
+
+def _check(session: Session, children: list[int], as_of: date) -> None:
     table = compute_features(
         connection=session.connection(),
         as_of=as_of,

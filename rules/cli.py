@@ -1,0 +1,106 @@
+"""`tsunagu screen`: run screening, check the catalog, promote a trial rule, set review capacity."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.console import Console
+from sqlmodel import col, select
+
+from app.core.config import get_settings
+from app.core.db import get_engine, session_scope
+from app.core.errors import BadRequest, NotFound
+from app.core.types import utcnow
+from app.roster.models import Municipality, StaffRole, StaffUser
+from rules import engine
+from rules.catalog import CatalogError, RuleStatus, live_catalog, load_catalog
+from rules.models import RulePromotion
+
+console = Console(stderr=True)
+screen_cli = typer.Typer(
+    help="一次スクリーニング / Early-warning screening.",
+    invoke_without_command=True,
+    pretty_exceptions_enable=False,
+)
+
+
+def _today() -> date:
+    return datetime.now(ZoneInfo(get_settings().timezone)).date()
+
+
+@screen_cli.callback()
+def screen(
+    ctx: typer.Context,
+    as_of: Annotated[
+        str | None, typer.Option(help="判定の基準日 / the day to screen for (YYYY-MM-DD; default today)")
+    ] = None,
+    incremental: Annotated[
+        bool,
+        typer.Option(
+            "--incremental",
+            help="前回から変わった児童生徒だけ / only the children whose data changed since the last run",
+        ),
+    ] = False,
+) -> None:
+    """同意のある児童生徒を判定する / Screen every child whose family consented (early_support)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    day = date.fromisoformat(as_of) if as_of else _today()
+    catalog = live_catalog.get()
+    if live_catalog.last_error is not None:
+        console.print(f"[yellow]catalog refused, the last good one stays:\n{live_catalog.last_error.message}")
+    engine_ = get_engine()
+    with session_scope(engine_) as session:
+        names = session.exec(select(Municipality.name).order_by(col(Municipality.id))).all()
+    organisation = names[0] if names else "municipality"
+    outcome = engine.run_screening(
+        units=lambda: session_scope(engine_),
+        catalog=catalog,
+        as_of=day,
+        authorize_for=engine.consent_authorizer(organisation),
+        incremental=incremental,
+        timezone=get_settings().timezone,
+    )
+    typer.echo(json.dumps({**outcome.__dict__, "catalog": catalog.version}, default=str))
+
+
+@screen_cli.command("check")
+def check() -> None:
+    """ルール一覧を検査する / Validate rules/catalog/*.yaml; list every problem with its line."""
+    try:
+        catalog = load_catalog()
+    except CatalogError as exc:
+        console.print(f"[red]{exc.message}")
+        raise typer.Exit(1) from exc
+    trial = sum(rule.status is RuleStatus.trial for rule in catalog.rules)
+    typer.echo(f"catalog {catalog.version}: {len(catalog.rules)} rules ({trial} trial)")
+
+
+@screen_cli.command("promote")
+def promote(
+    rule_id: Annotated[str, typer.Argument(help="試行中の規則 / the trial rule's id")],
+    by: Annotated[str, typer.Option(help="管理者のログイン名 / administrator's login")],
+    reason: Annotated[str, typer.Option(help="理由（検証結果など）/ why, e.g. the backtest")],
+) -> None:
+    """試行中の規則を職員に表示する / Let a trial rule (this version) reach staff."""
+    catalog = load_catalog()
+    rule = next((r for r in catalog.rules if r.id == rule_id), None)
+    if rule is None:
+        raise NotFound(f"no rule {rule_id!r} in the catalog")
+    if rule.status is not RuleStatus.trial:
+        raise BadRequest(f"{rule_id} is already live")
+    with session_scope() as session:
+        admin = session.exec(select(StaffUser).where(StaffUser.login == by)).first()
+        if admin is None or admin.role is not StaffRole.administrator or not admin.is_active:
+            raise BadRequest(f"{by!r} is not an active administrator")
+        promotion = session.get(RulePromotion, rule_id) or RulePromotion(
+            rule_id=rule_id, rule_version=rule.version, reason=reason
+        )
+        promotion.rule_version, promotion.reason = rule.version, reason
+        promotion.promoted_by_id, promotion.promoted_at = admin.id, utcnow()
+        session.add(promotion)
+    typer.echo(f"{rule_id} {rule.version} promoted")

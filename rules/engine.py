@@ -1,0 +1,782 @@
+"""A screening run: ask consent, compute features, evaluate the catalog, roll signals into alerts.
+
+The run happens in three units of work so that a failure midway changes nothing people see:
+1. the run row is written and consent is asked (its uses are audited) — committed;
+2. features, signals and alerts are computed and written — committed only if all of it worked;
+3. on failure, only the run row is marked failed, with the error.
+
+Alerts are per child × category. A re-run on unchanged data writes nothing; a run that finds
+new evidence updates the open alert in place (its signals are refreshed, not duplicated); when
+no rule fires any more the evidence is cleared, but the status stays where people put it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Collection, Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from app.core.types import utcnow
+from app.roster.models import Student
+from app.sources.models import (
+    AssignmentSubmission,
+    AttendanceDay,
+    BenefitStatus,
+    FeeStatus,
+    GradeRecord,
+    HouseholdInfo,
+    LearningActivity,
+    MoodCheckin,
+    NurseVisit,
+    SchoolAidStatus,
+    Weather,
+)
+from consent import policy
+from consent.scopes import Purpose, Scope
+from rules.catalog import Atom, Catalog, Rule, RuleStatus
+from rules.compute import FeatureTable, Period, compute_features, finished_terms
+from rules.evaluate import RuleResult, atom_truth, booster_weights, consent_masks, evaluate
+from rules.features import Window, school_year_start, term_start
+from rules.models import (
+    OPEN_STATUSES,
+    Alert,
+    AlertEvent,
+    AlertEventKind,
+    AlertStatus,
+    Category,
+    RulePromotion,
+    RunKind,
+    RunStatus,
+    ScreeningRun,
+    Signal,
+)
+
+log = logging.getLogger("tsunagu.screening")
+
+# After people closed or dismissed an alert, the same evidence does not reopen it for this long;
+# stronger evidence (a higher score) does.
+QUIET_DAYS = 30
+
+_alert: sa.Table = Alert.__table__  # type: ignore[attr-defined]
+_signal: sa.Table = Signal.__table__  # type: ignore[attr-defined]
+_event: sa.Table = AlertEvent.__table__  # type: ignore[attr-defined]
+_run: sa.Table = ScreeningRun.__table__  # type: ignore[attr-defined]
+
+
+class Authorizer(Protocol):
+    """`consent.policy.authorize_many` with the actor bound: child → allowed scope → grant id."""
+
+    def __call__(
+        self,
+        *,
+        session: Session,
+        scopes: Collection[Scope],
+        purpose: Purpose,
+        student_ids: Collection[int] | None = None,
+        at: datetime | None = None,
+    ) -> dict[int, dict[Scope, int]]: ...
+
+
+Units = Callable[[], AbstractContextManager[Session]]
+
+
+# --- what the engine decided, before writing ---------------------------------------------------
+
+
+@dataclass
+class Finding:
+    """A live rule firing for a child, with the facts to show."""
+
+    rule: Rule
+    weight: float
+    atoms: list[dict[str, Any]]
+    boosters: list[dict[str, Any]]
+
+
+@dataclass
+class Verdict:
+    """One child × category after evaluation."""
+
+    student_id: int
+    school_id: int
+    category: Category
+    findings: list[Finding] = field(default_factory=list)
+    insufficient: list[str] = field(default_factory=list)
+    not_consented: list[str] = field(default_factory=list)
+
+    @property
+    def score(self) -> float:
+        return round(sum(f.weight for f in self.findings), 6)
+
+    @property
+    def coverage(self) -> dict[str, list[str]]:
+        return {
+            "insufficient_data": sorted(self.insufficient),
+            "not_consented": sorted(self.not_consented),
+        }
+
+
+def live_rules(*, session: Session, catalog: Catalog) -> tuple[list[Rule], list[Rule]]:
+    """(rules that reach staff, trial rules): a trial rule is live once this exact version was
+    promoted by an administrator."""
+    promoted = {(p.rule_id, p.rule_version) for p in session.exec(select(RulePromotion))}
+    live, trial = [], []
+    for rule in catalog.rules:
+        if rule.status is RuleStatus.live or (rule.id, rule.version) in promoted:
+            live.append(rule)
+        else:
+            trial.append(rule)
+    return live, trial
+
+
+def _fmt(value: float) -> float | None:
+    return None if np.isnan(value) else float(value)
+
+
+def _fact(atom: Atom, table: FeatureTable, index: int, period: Period) -> dict[str, Any]:
+    value = _fmt(table.values[atom.feature.name][index])
+    truth = atom_truth(atom, table.values[atom.feature.name][index : index + 1])
+    window = atom.feature.window
+    start: date | None = period.start(window) if window else None
+    if atom.feature.name.startswith("grade_"):
+        terms = finished_terms(period.as_of)
+        start = None
+        window_text = "、".join(f"{y}年度{t}学期" for y, t in terms)
+    else:
+        window_text = window.value if window else ""
+    return {
+        "name": atom.name,
+        "feature": atom.feature.name,
+        "op": atom.op.value,
+        "threshold": atom.threshold,
+        "value": value,
+        "result": "true" if truth.true[0] else "false" if truth.false[0] else "unknown",
+        "window": window_text,
+        "window_start": start.isoformat() if start else None,
+        "window_end": period.as_of.isoformat() if window else None,
+    }
+
+
+def verdicts(
+    *,
+    results: list[RuleResult],
+    table: FeatureTable,
+    granted: Mapping[Scope, Any],
+    period: Period,
+) -> dict[tuple[int, Category], Verdict]:
+    """Every child × category where a live rule fired, with its findings and coverage."""
+    found: dict[tuple[int, Category], Verdict] = {}
+    by_category: dict[Category, list[RuleResult]] = defaultdict(list)
+    for result in results:
+        by_category[result.rule.category].append(result)
+    for category, category_results in by_category.items():
+        fired_any = np.zeros(len(table.student_ids), dtype=np.bool_)
+        for result in category_results:
+            fired_any |= result.fired
+        for index in np.flatnonzero(fired_any):
+            found[(int(table.student_ids[index]), category)] = Verdict(
+                student_id=int(table.student_ids[index]),
+                school_id=int(table.school_ids[index]),
+                category=category,
+            )
+        for result in category_results:
+            added = booster_weights(result, table, granted)
+            for index in np.flatnonzero(result.fired):
+                verdict = found[(int(table.student_ids[index]), category)]
+                rule = result.rule
+                verdict.findings.append(
+                    Finding(
+                        rule=rule,
+                        weight=round(rule.weight + float(added[index]), 6),
+                        atoms=[_fact(atom, table, int(index), period) for atom in rule.atoms],
+                        boosters=[
+                            {
+                                **_fact(b.atom, table, int(index), period),
+                                "adds": b.weight,
+                                "shared": bool(granted[b.atom.feature.scope][index]),
+                            }
+                            for b in rule.boosters
+                        ],
+                    )
+                )
+            for index in np.flatnonzero(fired_any & (result.insufficient | result.not_consented)):
+                verdict = found[(int(table.student_ids[index]), category)]
+                bucket = verdict.insufficient if result.insufficient[index] else verdict.not_consented
+                bucket.append(result.rule.id)
+    return found
+
+
+def coverage_for(
+    results: list[RuleResult], table: FeatureTable
+) -> dict[tuple[int, Category], dict[str, list[str]]]:
+    """For every child × category: the live rules that could not be judged (for open alerts
+    whose rules stopped firing, so people still see what could not be checked)."""
+    coverage: dict[tuple[int, Category], dict[str, list[str]]] = {}
+    for result in results:
+        for name, mask in (
+            ("insufficient_data", result.insufficient),
+            ("not_consented", result.not_consented),
+        ):
+            for index in np.flatnonzero(mask):
+                key = (int(table.student_ids[index]), result.rule.category)
+                entry = coverage.setdefault(key, {"insufficient_data": [], "not_consented": []})
+                entry[name].append(result.rule.id)
+    for entry in coverage.values():
+        for ids in entry.values():
+            ids.sort()
+    return coverage
+
+
+def summarise(results: list[RuleResult]) -> dict[str, Any]:
+    return {
+        result.rule.id: {
+            "category": result.rule.category.value,
+            "status": result.rule.status.value,
+            "version": result.rule.version,
+            "fired": int(result.fired.sum()),
+            "insufficient_data": int(result.insufficient.sum()),
+            "not_consented": int(result.not_consented.sum()),
+        }
+        for result in results
+    }
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    table: FeatureTable
+    live: list[RuleResult]
+    trial: list[RuleResult]
+    granted: dict[Scope, Any]
+    period: Period
+
+
+def evaluate_children(
+    *,
+    session: Session,
+    catalog: Catalog,
+    as_of: date,
+    allowed: Mapping[int, Mapping[Scope, int]],
+    timezone: str,
+) -> Evaluation:
+    """Features and rule outcomes for the allowed children (both live and trial rules)."""
+    live, trial = live_rules(session=session, catalog=catalog)
+    table = compute_features(
+        connection=session.connection(),
+        as_of=as_of,
+        features=catalog.features(),
+        student_ids=list(allowed),
+        timezone=timezone,
+    )
+    scopes = {scope for rule in catalog.rules for scope in rule.scopes}
+    granted = consent_masks(table, allowed, scopes)
+    return Evaluation(
+        table=table,
+        live=evaluate(live, table, granted),
+        trial=evaluate(trial, table, granted),
+        granted=granted,
+        period=Period(as_of=as_of, tz=ZoneInfo(timezone)),
+    )
+
+
+def start_run(*, session: Session, catalog: Catalog, as_of: date, kind: RunKind) -> ScreeningRun:
+    run = ScreeningRun(kind=kind, as_of=as_of, catalog_version=catalog.version)
+    session.add(run)
+    session.flush()
+    return run
+
+
+def apply(
+    *, session: Session, run: ScreeningRun, evaluation: Evaluation, now: datetime | None = None
+) -> ScreeningRun:
+    """Write what the evaluation found: open, refresh or clear alerts and their signals."""
+    now = now or utcnow()
+    run_id = run.id or 0
+    found = verdicts(
+        results=evaluation.live,
+        table=evaluation.table,
+        granted=evaluation.granted,
+        period=evaluation.period,
+    )
+    coverage = coverage_for(evaluation.live, evaluation.table)
+    screened = set(evaluation.table.student_ids.tolist())
+    as_of = run.as_of
+
+    open_alerts = {
+        (a.student_id, a.category): a
+        for a in session.execute(
+            sa.select(_alert).where(_alert.c.status.in_([s.value for s in OPEN_STATUSES]))
+        ).mappings()
+        if a["student_id"] in screened
+    }
+    recently_closed: dict[tuple[int, Category], float] = {}
+    quiet_since = now - timedelta(days=QUIET_DAYS)
+    for row in session.execute(
+        sa.select(_alert.c.student_id, _alert.c.category, _alert.c.score).where(
+            _alert.c.status.in_([AlertStatus.closed.value, AlertStatus.dismissed.value]),
+            _alert.c.closed_at >= quiet_since,
+        )
+    ):
+        key = (row.student_id, Category(row.category))
+        recently_closed[key] = max(recently_closed.get(key, 0.0), row.score)
+    signals_by_alert: dict[int, dict[str, Any]] = defaultdict(dict)
+    if open_alerts:
+        open_ids = [a["id"] for a in open_alerts.values()]
+        for start in range(0, len(open_ids), 5_000):
+            for signal in session.execute(
+                sa.select(_signal).where(_signal.c.alert_id.in_(open_ids[start : start + 5_000]))
+            ).mappings():
+                signals_by_alert[signal["alert_id"]][signal["rule_id"]] = signal
+
+    new_alerts: list[Verdict] = []
+    counts = {"opened": 0, "updated": 0, "cleared": 0, "signals": 0}
+    signal_inserts: list[dict[str, Any]] = []
+    event_inserts: list[dict[str, Any]] = []
+
+    for key, verdict in found.items():
+        existing = open_alerts.get(key)
+        if existing is None:
+            if key in recently_closed and verdict.score <= recently_closed[key]:
+                continue
+            new_alerts.append(verdict)
+            continue
+        changed = _refresh(
+            session,
+            alert=existing,
+            verdict=verdict,
+            signals=signals_by_alert[existing["id"]],
+            run_id=run_id,
+            as_of=as_of,
+            now=now,
+            signal_inserts=signal_inserts,
+            event_inserts=event_inserts,
+        )
+        counts["updated"] += changed
+
+    for key, alert in open_alerts.items():
+        if key in found or alert["score"] == 0:
+            continue
+        cover = coverage.get(key, {"insufficient_data": [], "not_consented": []})
+        session.execute(
+            sa.update(_alert)
+            .where(_alert.c.id == alert["id"])
+            .values(score=0.0, coverage=cover, last_run_id=run_id, evidence_as_of=as_of, updated_at=now)
+        )
+        session.execute(
+            sa.update(_signal)
+            .where(_signal.c.alert_id == alert["id"], _signal.c.cleared_on.is_(None))
+            .values(cleared_on=as_of, last_run_id=run_id)
+        )
+        event_inserts.append(
+            _event_row(alert["id"], AlertEventKind.evidence_cleared, run_id, now, {"coverage": cover})
+        )
+        counts["cleared"] += 1
+
+    if new_alerts:
+        rows = [
+            {
+                "student_id": v.student_id,
+                "school_id": v.school_id,
+                "category": v.category.value,
+                "status": AlertStatus.new.value,
+                "score": v.score,
+                "opened_at": now,
+                "updated_at": now,
+                "opened_run_id": run_id,
+                "last_run_id": run_id,
+                "evidence_as_of": as_of,
+                "coverage": v.coverage,
+            }
+            for v in new_alerts
+        ]
+        ids: list[int] = []
+        for start in range(0, len(rows), 5_000):
+            ids += [
+                r[0]
+                for r in session.execute(
+                    sa.insert(_alert).returning(_alert.c.id, sort_by_parameter_order=True),
+                    rows[start : start + 5_000],
+                )
+            ]
+        for alert_id, verdict in zip(ids, new_alerts, strict=True):
+            signal_inserts += [
+                _signal_row(alert_id, verdict.student_id, f, run_id, as_of) for f in verdict.findings
+            ]
+            event_inserts.append(
+                _event_row(
+                    alert_id,
+                    AlertEventKind.opened,
+                    run_id,
+                    now,
+                    {"score": verdict.score, "rules": [f.rule.id for f in verdict.findings]},
+                    to_status=AlertStatus.new,
+                )
+            )
+        counts["opened"] = len(new_alerts)
+
+    _insert_many(session, _signal, signal_inserts)
+    _insert_many(session, _event, event_inserts)
+    counts["signals"] = len(signal_inserts)
+
+    run.status = RunStatus.succeeded
+    run.finished_at = utcnow()
+    run.children_screened = len(screened)
+    run.alerts_opened = counts["opened"]
+    run.alerts_updated = counts["updated"]
+    run.alerts_cleared = counts["cleared"]
+    run.signals_written = counts["signals"]
+    run.summary = {
+        "rules": summarise(evaluation.live + evaluation.trial),
+        "children": len(screened),
+    }
+    session.add(run)
+    session.flush()
+    return run
+
+
+def _refresh(
+    session: Session,
+    *,
+    alert: sa.RowMapping,
+    verdict: Verdict,
+    signals: dict[str, Mapping[str, Any]],
+    run_id: int,
+    as_of: date,
+    now: datetime,
+    signal_inserts: list[dict[str, Any]],
+    event_inserts: list[dict[str, Any]],
+) -> bool:
+    """Bring an open alert's evidence up to date; True when anything changed."""
+    firing = {f.rule.id: f for f in verdict.findings}
+    started = sorted(
+        rule_id for rule_id in firing if rule_id not in signals or signals[rule_id]["cleared_on"] is not None
+    )
+    stopped = sorted(
+        rule_id for rule_id, s in signals.items() if rule_id not in firing and s["cleared_on"] is None
+    )
+    moved = [
+        rule_id
+        for rule_id, finding in firing.items()
+        if rule_id in signals
+        and signals[rule_id]["cleared_on"] is None
+        and (
+            signals[rule_id]["atoms"] != finding.atoms
+            or signals[rule_id]["boosters"] != finding.boosters
+            or signals[rule_id]["weight"] != finding.weight
+        )
+    ]
+    score_changed = alert["score"] != verdict.score
+    coverage_changed = alert["coverage"] != verdict.coverage
+    if not (started or stopped or moved or score_changed or coverage_changed):
+        return False
+    for rule_id in started:
+        finding = firing[rule_id]
+        if rule_id in signals:  # fired before, cleared, fires again: the same row comes back
+            session.execute(
+                sa.update(_signal)
+                .where(_signal.c.id == signals[rule_id]["id"])
+                .values(**_signal_values(finding, run_id, as_of), cleared_on=None)
+            )
+        else:
+            signal_inserts.append(_signal_row(alert["id"], verdict.student_id, finding, run_id, as_of))
+    for rule_id in moved:
+        session.execute(
+            sa.update(_signal)
+            .where(_signal.c.id == signals[rule_id]["id"])
+            .values(**_signal_values(firing[rule_id], run_id, as_of))
+        )
+    for rule_id in stopped:
+        session.execute(
+            sa.update(_signal)
+            .where(_signal.c.id == signals[rule_id]["id"])
+            .values(cleared_on=as_of, last_run_id=run_id)
+        )
+    session.execute(
+        sa.update(_alert)
+        .where(_alert.c.id == alert["id"])
+        .values(
+            score=verdict.score,
+            coverage=verdict.coverage,
+            last_run_id=run_id,
+            evidence_as_of=as_of,
+            updated_at=now,
+        )
+    )
+    if started or stopped or score_changed:
+        event_inserts.append(
+            _event_row(
+                alert["id"],
+                AlertEventKind.evidence_changed,
+                run_id,
+                now,
+                {
+                    "score": [alert["score"], verdict.score],
+                    "started": started,
+                    "stopped": stopped,
+                },
+            )
+        )
+    return True
+
+
+def _signal_values(finding: Finding, run_id: int, as_of: date) -> dict[str, Any]:
+    return {
+        "rule_version": finding.rule.version,
+        "weight": finding.weight,
+        "atoms": finding.atoms,
+        "boosters": finding.boosters,
+        "last_run_id": run_id,
+        "last_seen_on": as_of,
+    }
+
+
+def _signal_row(alert_id: int, student_id: int, finding: Finding, run_id: int, as_of: date) -> dict[str, Any]:
+    return {
+        "alert_id": alert_id,
+        "student_id": student_id,
+        "rule_id": finding.rule.id,
+        "first_run_id": run_id,
+        "first_seen_on": as_of,
+        "cleared_on": None,
+        **_signal_values(finding, run_id, as_of),
+    }
+
+
+def _event_row(
+    alert_id: int,
+    kind: AlertEventKind,
+    run_id: int,
+    at: datetime,
+    detail: dict[str, Any],
+    to_status: AlertStatus | None = None,
+) -> dict[str, Any]:
+    return {
+        "alert_id": alert_id,
+        "at": at,
+        "kind": kind.value,
+        "from_status": None,
+        "to_status": to_status.value if to_status else None,
+        "run_id": run_id,
+        "staff_user_id": None,
+        "reason": None,
+        "detail": detail,
+    }
+
+
+def _insert_many(session: Session, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    for start in range(0, len(rows), 5_000):
+        session.execute(sa.insert(table), rows[start : start + 5_000])
+
+
+# --- which children changed ---------------------------------------------------------------------
+
+
+_SOURCES = (
+    AttendanceDay,
+    NurseVisit,
+    LearningActivity,
+    AssignmentSubmission,
+    GradeRecord,
+    FeeStatus,
+    SchoolAidStatus,
+    HouseholdInfo,
+    BenefitStatus,
+)
+
+
+def changed_children(
+    *, session: Session, since: datetime, as_of: date, last_as_of: date, timezone: str
+) -> set[int]:
+    """Children whose outcome may differ from the last run's, without recomputing everyone.
+
+    - rows fetched since the last run began (every source table);
+    - mood check-ins of rain or thunder only: a sunny or cloudy day can lower no mood count
+      and can only turn "no check-in" into "known", which changes no alert;
+    - assignments that fell due since the last as-of day (they turn missed without a new row);
+    - children enrolled within the longest rolling window, whose windows become covered;
+    - children with evidence on an open alert, which may clear as windows slide.
+    Other children's features can only fall as windows slide over present days, so rules that
+    fire on high counts cannot start firing for them. A new term or school year changes every
+    child's term and year windows: the caller runs a full screening then.
+    """
+    found: set[int] = set()
+    for model in _SOURCES:
+        table: sa.Table = model.__table__  # type: ignore[union-attr]
+        found.update(
+            session.execute(
+                sa.select(table.c.student_id).where(table.c.fetched_at >= since).distinct()
+            ).scalars()
+        )
+    mood: sa.Table = MoodCheckin.__table__  # type: ignore[attr-defined]
+    found.update(
+        session.execute(
+            sa.select(mood.c.student_id)
+            .where(
+                mood.c.fetched_at >= since,
+                mood.c.weather.in_([Weather.rain.value, Weather.thunder.value]),
+            )
+            .distinct()
+        ).scalars()
+    )
+    due: sa.Table = AssignmentSubmission.__table__  # type: ignore[attr-defined]
+    period_then = Period(as_of=last_as_of, tz=ZoneInfo(timezone))
+    period_now = Period(as_of=as_of, tz=ZoneInfo(timezone))
+    found.update(
+        session.execute(
+            sa.select(due.c.student_id)
+            .where(due.c.due_at >= period_then.end_utc, due.c.due_at < period_now.end_utc)
+            .distinct()
+        ).scalars()
+    )
+    student: sa.Table = Student.__table__  # type: ignore[attr-defined]
+    found.update(
+        session.execute(
+            sa.select(student.c.id).where(student.c.enrolled_on > as_of - timedelta(days=90))
+        ).scalars()
+    )
+    found.update(
+        session.execute(
+            sa.select(_alert.c.student_id).where(
+                _alert.c.status.in_([s.value for s in OPEN_STATUSES]), _alert.c.score > 0
+            )
+        ).scalars()
+    )
+    return found
+
+
+def needs_full_run(as_of: date, last_as_of: date) -> bool:
+    return (
+        term_start(as_of) != term_start(last_as_of)
+        or school_year_start(as_of) != school_year_start(last_as_of)
+        or as_of < last_as_of
+        or (as_of - last_as_of).days > int(Window.d7.value.removesuffix("d"))
+    )
+
+
+# --- orchestration ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: int
+    kind: RunKind
+    status: RunStatus
+    children: int
+    opened: int
+    updated: int
+    cleared: int
+    signals: int
+    seconds: float
+    error: str | None = None
+
+
+def run_screening(
+    *,
+    units: Units,
+    catalog: Catalog,
+    as_of: date,
+    authorize_for: Callable[[int], Authorizer],
+    incremental: bool = False,
+    timezone: str = "Asia/Tokyo",
+) -> RunOutcome:
+    """Screen every child consent allows (or, incrementally, those whose data changed).
+
+    `units()` gives a unit of work (commit on success, roll back on error); `authorize_for(run_id)`
+    gives consent's authorize_many with the run as the actor.
+    """
+    started = time.perf_counter()
+    with units() as session:
+        kind = RunKind.full
+        targets: set[int] | None = None
+        last = session.execute(
+            sa.select(_run.c.started_at, _run.c.as_of)
+            .where(_run.c.status == RunStatus.succeeded.value)
+            .order_by(_run.c.id.desc())
+            .limit(1)
+        ).first()
+        if incremental and last is not None and not needs_full_run(as_of, last.as_of):
+            kind = RunKind.incremental
+            targets = changed_children(
+                session=session,
+                since=last.started_at,
+                as_of=as_of,
+                last_as_of=last.as_of,
+                timezone=timezone,
+            )
+        run = start_run(session=session, catalog=catalog, as_of=as_of, kind=kind)
+        run_id = run.id or 0
+        scopes = {scope for rule in catalog.rules for scope in rule.scopes}
+        allowed = authorize_for(run_id)(
+            session=session, scopes=scopes, purpose=Purpose.early_support, student_ids=targets
+        )
+    try:
+        with units() as session:
+            run = session.get_one(ScreeningRun, run_id)
+            evaluation = evaluate_children(
+                session=session, catalog=catalog, as_of=as_of, allowed=allowed, timezone=timezone
+            )
+            apply(session=session, run=run, evaluation=evaluation)
+            outcome = RunOutcome(
+                run_id=run_id,
+                kind=kind,
+                status=RunStatus.succeeded,
+                children=run.children_screened,
+                opened=run.alerts_opened,
+                updated=run.alerts_updated,
+                cleared=run.alerts_cleared,
+                signals=run.signals_written,
+                seconds=round(time.perf_counter() - started, 3),
+            )
+    except Exception as exc:
+        message = f"{type(exc).__name__}: {exc}"[:500]
+        log.exception("screening run failed; the previous alerts stand", extra={"fields": {"run": run_id}})
+        with units() as session:
+            session.execute(
+                sa.update(_run)
+                .where(_run.c.id == run_id)
+                .values(status=RunStatus.failed.value, finished_at=utcnow(), error=message)
+            )
+        raise
+    return outcome
+
+
+def consent_authorizer(organisation: str) -> Callable[[int], Authorizer]:
+    """consent.policy.authorize_many acting as screening run N of ORGANISATION."""
+
+    def for_run(run_id: int) -> Authorizer:
+        actor = policy.Actor(
+            kind=policy.ActorKind.screening, ref=f"screening-run:{run_id}", organisation=organisation
+        )
+
+        def authorize(
+            *,
+            session: Session,
+            scopes: Collection[Scope],
+            purpose: Purpose,
+            student_ids: Collection[int] | None = None,
+            at: datetime | None = None,
+        ) -> dict[int, dict[Scope, int]]:
+            return policy.authorize_many(
+                session=session,
+                actor=actor,
+                scopes=scopes,
+                purpose=purpose,
+                student_ids=student_ids,
+                at=at,
+            )
+
+        return authorize
+
+    return for_run

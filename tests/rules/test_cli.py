@@ -1,0 +1,59 @@
+"""`tsunagu screen` end to end on a fresh database: catalog check, a run, an idempotent re-run."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import date
+
+import pytest
+from sqlmodel import Session, select
+from typer.testing import CliRunner
+
+from app.cli import cli
+from app.core.config import get_settings
+from app.core.db import get_engine, make_engine
+from app.core.migrate import upgrade
+from consent.scopes import Scope
+from rules.models import Alert, ScreeningRun
+from tests.factories import make_grant, make_student
+from tests.rules.factories import make_school_with_calendar, mark, school_days
+
+
+@pytest.fixture
+def fresh_url(empty_database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    engine = make_engine(empty_database_url)
+    upgrade(engine)
+    engine.dispose()
+    monkeypatch.setenv("TSUNAGU_DATABASE_URL", empty_database_url)
+    get_settings.cache_clear()
+    get_engine.cache_clear()
+    yield empty_database_url
+    get_engine().dispose()
+    get_settings.cache_clear()
+    get_engine.cache_clear()
+
+
+def test_check_lists_the_catalog() -> None:
+    result = CliRunner().invoke(cli, ["screen", "check"])
+    assert result.exit_code == 0 and "rules" in result.stdout
+
+
+def test_screen_opens_alerts_once(fresh_url: str) -> None:
+    engine = make_engine(fresh_url)
+    with Session(engine) as session:
+        school = make_school_with_calendar(session)
+        child = make_student(session, school=school, enrolled_on=date(2025, 4, 7))
+        mark(session, child, [d for d in school_days() if date(2025, 9, 22) <= d <= date(2025, 10, 1)])
+        make_grant(session, student=child, scopes=[Scope.school_attendance])
+        session.commit()
+    runner = CliRunner()
+    first = runner.invoke(cli, ["screen", "--as-of", "2025-10-01"])
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout)["opened"] == 1
+    again = runner.invoke(cli, ["screen", "--as-of", "2025-10-01", "--incremental"])
+    assert json.loads(again.stdout)["opened"] == 0
+    with Session(engine) as session:
+        assert len(session.exec(select(Alert)).all()) == 1
+        assert len(session.exec(select(ScreeningRun)).all()) == 2
+    engine.dispose()
