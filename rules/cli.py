@@ -15,8 +15,8 @@ from app.core.config import get_settings
 from app.core.db import get_engine, session_scope
 from app.core.errors import BadRequest, NotFound
 from app.core.types import utcnow
-from app.roster.models import Municipality, StaffRole, StaffUser
-from rules import engine
+from app.roster.models import Municipality, School, StaffRole, StaffUser
+from rules import engine, queue
 from rules.catalog import CatalogError, RuleStatus, live_catalog, load_catalog
 from rules.models import RulePromotion
 
@@ -104,3 +104,22 @@ def promote(
         promotion.promoted_by_id, promotion.promoted_at = admin.id, utcnow()
         session.add(promotion)
     typer.echo(f"{rule_id} {rule.version} promoted")
+
+
+@screen_cli.command("capacity")
+def capacity(
+    school_code: Annotated[str, typer.Argument(help="学校コード / school code")],
+    weekly: Annotated[int, typer.Option(min=0, max=1000, help="週に確認できる件数 / alerts per week")],
+    medium_share: Annotated[
+        float, typer.Option(min=0.0, max=0.5, help="線より下から抽出する割合 / share sampled below the line")
+    ] = queue.DEFAULT_MEDIUM_SHARE,
+) -> None:
+    """学校の週あたり確認件数を設定する / Set a school's weekly review capacity."""
+    with session_scope() as session:
+        school = session.exec(select(School).where(School.code == school_code)).first()
+        if school is None:
+            raise NotFound(f"no school with code {school_code!r}")
+        queue.set_capacity(
+            session=session, school_id=school.id or 0, weekly_capacity=weekly, medium_share=medium_share
+        )
+    typer.echo(f"{school_code}: {weekly} per week, {medium_share:.0%} sampled below the line")

@@ -15,7 +15,7 @@ from app.core.config import get_settings
 from app.core.db import get_engine, make_engine
 from app.core.migrate import upgrade
 from consent.scopes import Scope
-from rules.models import Alert, ScreeningRun
+from rules.models import Alert, ReviewCapacity, ScreeningRun
 from tests.factories import make_grant, make_student
 from tests.rules.factories import make_school_with_calendar, mark, school_days
 
@@ -46,6 +46,7 @@ def test_screen_opens_alerts_once(fresh_url: str) -> None:
         child = make_student(session, school=school, enrolled_on=date(2025, 4, 7))
         mark(session, child, [d for d in school_days() if date(2025, 9, 22) <= d <= date(2025, 10, 1)])
         make_grant(session, student=child, scopes=[Scope.school_attendance])
+        school_code, school_id = school.code, school.id
         session.commit()
     runner = CliRunner()
     first = runner.invoke(cli, ["screen", "--as-of", "2025-10-01"])
@@ -53,7 +54,11 @@ def test_screen_opens_alerts_once(fresh_url: str) -> None:
     assert json.loads(first.stdout)["opened"] == 1
     again = runner.invoke(cli, ["screen", "--as-of", "2025-10-01", "--incremental"])
     assert json.loads(again.stdout)["opened"] == 0
+    capacity = runner.invoke(cli, ["screen", "capacity", school_code, "--weekly", "4"])
+    assert capacity.exit_code == 0, capacity.output
     with Session(engine) as session:
         assert len(session.exec(select(Alert)).all()) == 1
         assert len(session.exec(select(ScreeningRun)).all()) == 2
+        setting = session.get(ReviewCapacity, school_id)
+        assert setting is not None and setting.weekly_capacity == 4
     engine.dispose()
