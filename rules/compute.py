@@ -76,9 +76,8 @@ class Period:
     def start(self, window: Window) -> date:
         return window_start(window, self.as_of)
 
-    @property
-    def earliest(self) -> date:
-        return min(self.start(w) for w in Window)
+    def earliest(self, windows: Collection[Window]) -> date:
+        return min((self.start(w) for w in windows), default=self.as_of)
 
     def utc(self, day: date) -> datetime:
         """The UTC instant at which the local day begins."""
@@ -116,17 +115,17 @@ def _enrolled(period: Period, children: sa.Table | None) -> sa.CTE:
     return query.cte("enrolled")
 
 
-def _school_windows(period: Period) -> sa.CTE:
+def _school_windows(period: Period, used: Collection[Window]) -> sa.CTE:
     """Per school and window: the number of school days and the first one."""
     day = _school_day.c.day
     columns: list[sa.ColumnElement[Any]] = [_school_day.c.school_id]
-    for window in Window:
+    for window in used:
         inside = day >= period.start(window)
         columns.append(sa.func.sum(sa.case((inside, 1), else_=0)).label(f"days_{window.value}"))
         columns.append(sa.func.min(sa.case((inside, day))).label(f"first_{window.value}"))
     return (
         sa.select(*columns)
-        .where(day >= period.earliest, day <= period.as_of)
+        .where(day >= period.earliest(used), day <= period.as_of)
         .group_by(_school_day.c.school_id)
         .cte("school_windows")
     )
@@ -153,11 +152,28 @@ def _windowed_names(stem: str, wanted: Collection[str]) -> list[Window]:
     return [w for w in Window if f"{stem}_{w.value}" in wanted]
 
 
+def _used(wanted: Collection[str], *stems: str) -> list[Window]:
+    """The windows the wanted features need: a family scans rows back to the earliest only."""
+    return [w for w in Window if any(f"{stem}_{w.value}" in wanted for stem in stems)]
+
+
 # --- families ---------------------------------------------------------------------------------
 
 
+_ATTENDANCE_STEMS = (
+    "required_days",
+    "absence_days",
+    "absence_rate",
+    "attendance_rate",
+    "late_arrivals",
+    "early_leaves",
+    "absence_reason_family_care",
+)
+
+
 def _family_attendance(base: sa.CTE, period: Period, wanted: Collection[str]) -> sa.Select[Any]:
-    windows = _school_windows(period)
+    used = _used(wanted, *_ATTENDANCE_STEMS)
+    windows = _school_windows(period, used)
     a = _attendance.c
     counts: dict[str, sa.ColumnElement[bool]] = {
         "absent": a.mark == AttendanceMark.absent,
@@ -172,16 +188,16 @@ def _family_attendance(base: sa.CTE, period: Period, wanted: Collection[str]) ->
             *[
                 _count_in(sa.and_(condition, a.day >= period.start(w))).label(f"{k}_{w.value}")
                 for k, condition in counts.items()
-                for w in Window
+                for w in used
             ],
         )
         .join(base, base.c.id == a.student_id)
-        .where(a.day >= period.earliest, a.day <= period.as_of)
+        .where(a.day >= period.earliest(used), a.day <= period.as_of)
         .group_by(a.student_id)
         .cte("marks")
     )
     columns: list[sa.ColumnElement[Any]] = []
-    for w in Window:
+    for w in used:
         covered = _covered(base, windows, period, w)
         school_days = sa.func.coalesce(windows.c[f"days_{w.value}"], 0)
         excused = sa.func.coalesce(marks.c[f"excused_{w.value}"], 0)
@@ -313,12 +329,13 @@ def _consecutive_absences(base: sa.CTE, period: Period) -> sa.CTE:
 
 
 def _family_nurse(base: sa.CTE, period: Period, wanted: Collection[str]) -> sa.Select[Any]:
-    windows = _school_windows(period)
+    used = _used(wanted, "nurse_visits", "nurse_visits_emotional")
+    windows = _school_windows(period, used)
     n = _nurse.c
     visits = (
         sa.select(
             n.student_id,
-            *[_count_in(n.visited_at >= period.utc(period.start(w))).label(f"all_{w.value}") for w in Window],
+            *[_count_in(n.visited_at >= period.utc(period.start(w))).label(f"all_{w.value}") for w in used],
             *[
                 _count_in(
                     sa.and_(
@@ -326,11 +343,11 @@ def _family_nurse(base: sa.CTE, period: Period, wanted: Collection[str]) -> sa.S
                         n.complaint == NurseComplaint.emotional,
                     )
                 ).label(f"emotional_{w.value}")
-                for w in Window
+                for w in used
             ],
         )
         .join(base, base.c.id == n.student_id)
-        .where(n.visited_at >= period.utc(period.earliest), n.visited_at < period.end_utc)
+        .where(n.visited_at >= period.utc(period.earliest(used)), n.visited_at < period.end_utc)
         .group_by(n.student_id)
         .cte("visits")
     )
@@ -353,7 +370,8 @@ def _family_nurse(base: sa.CTE, period: Period, wanted: Collection[str]) -> sa.S
 
 
 def _family_mood(base: sa.CTE, period: Period, wanted: Collection[str]) -> sa.Select[Any]:
-    windows = _school_windows(period)
+    used = _used(wanted, "mood_checkin_days", "mood_low_days", "mood_thunder_days")
+    windows = _school_windows(period, used)
     m = _mood.c
     picks = {
         "checkin": sa.true(),
@@ -366,11 +384,11 @@ def _family_mood(base: sa.CTE, period: Period, wanted: Collection[str]) -> sa.Se
             *[
                 _count_in(sa.and_(condition, m.day >= period.start(w))).label(f"{k}_{w.value}")
                 for k, condition in picks.items()
-                for w in Window
+                for w in used
             ],
         )
         .join(base, base.c.id == m.student_id)
-        .where(m.day >= period.earliest, m.day <= period.as_of)
+        .where(m.day >= period.earliest(used), m.day <= period.as_of)
         .group_by(m.student_id)
         .cte("checkins")
     )
@@ -407,7 +425,6 @@ def complete_weeks(period: Period, window: Window) -> list[date]:
 
 
 def _family_learning(base: sa.CTE, period: Period, wanted: Collection[str]) -> sa.Select[Any]:
-    windows = _school_windows(period)
     act = _learning.c
     sign_in_windows = [(w, complete_weeks(period, w)) for w in _windowed_names("sign_in_days", wanted)]
     week_columns: list[sa.ColumnElement[Any]] = []
@@ -421,11 +438,8 @@ def _family_learning(base: sa.CTE, period: Period, wanted: Collection[str]) -> s
         ]
     s = _assignment.c
     missed = sa.or_(s.submitted_at.is_(None), s.submitted_at > s.due_at)
-    due_windows = [
-        w
-        for w in Window
-        if f"assignments_missed_{w.value}" in wanted or f"assignment_submission_rate_{w.value}" in wanted
-    ]
+    due_windows = _used(wanted, "assignments_missed", "assignment_submission_rate")
+    windows = _school_windows(period, due_windows)
     columns: list[sa.ColumnElement[Any]] = []
     query = sa.select(base.c.id).select_from(base)
     if week_columns:
@@ -465,7 +479,7 @@ def _family_learning(base: sa.CTE, period: Period, wanted: Collection[str]) -> s
                 ],
             )
             .join(base, base.c.id == s.student_id)
-            .where(s.due_at >= period.utc(period.earliest), s.due_at < period.end_utc)
+            .where(s.due_at >= period.utc(period.earliest(due_windows)), s.due_at < period.end_utc)
             .group_by(s.student_id)
             .cte("assignments")
         )
@@ -631,8 +645,16 @@ def _family_status(base: sa.CTE, period: Period, wanted: Collection[str]) -> sa.
             "single_parent_household": home.c.single_parent,
             "household_member_needing_care": home.c.member_needing_care,
         }
-        query = query.outerjoin(home, home.c.student_id == base.c.id).add_columns(
-            *[_flag(source[name]).label(name) for name in household_names]
+        # Grouped (one row per child) so both databases join it by key, not by a nested scan.
+        household = (
+            sa.select(
+                home.c.student_id, *[sa.func.max(_flag(source[name])).label(name) for name in household_names]
+            )
+            .group_by(home.c.student_id)
+            .subquery("household")
+        )
+        query = query.outerjoin(household, household.c.student_id == base.c.id).add_columns(
+            *[household.c[name] for name in household_names]
         )
     return query.order_by(base.c.id)
 

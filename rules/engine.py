@@ -583,17 +583,25 @@ def _insert_many(session: Session, table: sa.Table, rows: list[dict[str, Any]]) 
 # --- which children changed ---------------------------------------------------------------------
 
 
-_SOURCES = (
-    AttendanceDay,
-    NurseVisit,
-    LearningActivity,
-    AssignmentSubmission,
-    GradeRecord,
-    FeeStatus,
-    SchoolAidStatus,
-    HouseholdInfo,
-    BenefitStatus,
-)
+_ATTENDANCE: sa.Table = AttendanceDay.__table__  # type: ignore[attr-defined]
+_MOOD: sa.Table = MoodCheckin.__table__  # type: ignore[attr-defined]
+_DUE: sa.Table = AssignmentSubmission.__table__  # type: ignore[attr-defined]
+# A row can start a rule only if it can raise a count or lower a rate. A sunny or cloudy
+# check-in and an assignment handed in on time cannot: they only turn "unknown" into "known"
+# or raise a submission rate, which changes no alert.
+_MISSED = sa.or_(_DUE.c.submitted_at.is_(None), _DUE.c.submitted_at > _DUE.c.due_at)
+_SOURCES: dict[sa.Table, sa.ColumnElement[bool]] = {
+    _ATTENDANCE: sa.true(),
+    NurseVisit.__table__: sa.true(),  # type: ignore[attr-defined]
+    LearningActivity.__table__: sa.true(),  # type: ignore[attr-defined]
+    _DUE: _MISSED,
+    GradeRecord.__table__: sa.true(),  # type: ignore[attr-defined]
+    FeeStatus.__table__: sa.true(),  # type: ignore[attr-defined]
+    SchoolAidStatus.__table__: sa.true(),  # type: ignore[attr-defined]
+    HouseholdInfo.__table__: sa.true(),  # type: ignore[attr-defined]
+    BenefitStatus.__table__: sa.true(),  # type: ignore[attr-defined]
+    _MOOD: _MOOD.c.weather.in_([Weather.rain.value, Weather.thunder.value]),
+}
 
 
 def changed_children(
@@ -601,10 +609,8 @@ def changed_children(
 ) -> set[int]:
     """Children whose outcome may differ from the last run's, without recomputing everyone.
 
-    - rows fetched since the last run began (every source table);
-    - mood check-ins of rain or thunder only: a sunny or cloudy day can lower no mood count
-      and can only turn "no check-in" into "known", which changes no alert;
-    - assignments that fell due since the last as-of day (they turn missed without a new row);
+    - rows fetched since the last run began that can start a rule (see `_SOURCES`);
+    - assignments that fell due unsubmitted since the last as-of day (missed without a new row);
     - children enrolled within the longest rolling window, whose windows become covered;
     - children with evidence on an open alert, which may clear as windows slide.
     Other children's features can only fall as windows slide over present days, so rules that
@@ -612,31 +618,18 @@ def changed_children(
     child's term and year windows: the caller runs a full screening then.
     """
     found: set[int] = set()
-    for model in _SOURCES:
-        table: sa.Table = model.__table__  # type: ignore[union-attr]
+    for table, can_start_a_rule in _SOURCES.items():
         found.update(
             session.execute(
-                sa.select(table.c.student_id).where(table.c.fetched_at >= since).distinct()
+                sa.select(table.c.student_id).where(table.c.fetched_at >= since, can_start_a_rule).distinct()
             ).scalars()
         )
-    mood: sa.Table = MoodCheckin.__table__  # type: ignore[attr-defined]
-    found.update(
-        session.execute(
-            sa.select(mood.c.student_id)
-            .where(
-                mood.c.fetched_at >= since,
-                mood.c.weather.in_([Weather.rain.value, Weather.thunder.value]),
-            )
-            .distinct()
-        ).scalars()
-    )
-    due: sa.Table = AssignmentSubmission.__table__  # type: ignore[attr-defined]
     period_then = Period(as_of=last_as_of, tz=ZoneInfo(timezone))
     period_now = Period(as_of=as_of, tz=ZoneInfo(timezone))
     found.update(
         session.execute(
-            sa.select(due.c.student_id)
-            .where(due.c.due_at >= period_then.end_utc, due.c.due_at < period_now.end_utc)
+            sa.select(_DUE.c.student_id)
+            .where(_DUE.c.due_at >= period_then.end_utc, _DUE.c.due_at < period_now.end_utc, _MISSED)
             .distinct()
         ).scalars()
     )

@@ -1,0 +1,316 @@
+"""Screening benchmark: a city of N students × one school year; prints one JSON line per database.
+
+    python bench/screen.py [--students 250000] [--postgresql-url URL] [--sample 200]
+
+For each database (a temporary SQLite file; PostgreSQL when a URL is given, in a schema of its
+own): seed the demo world (the world's fast path), give every family a consent grant for early
+support, hold back one school day of records, then time
+- a full screening run as `tsunagu screen` does it (consent asked and audited, features, rules,
+  alerts written), and the feature queries alone;
+- the plain per-child reference evaluator on a random sample, extrapolated to N;
+- the held-back school day arriving (its rows inserted, as a daily sync would) and an
+  incremental run.
+Goals: full run ≤ 30 s on PostgreSQL, ≤ 60 s on SQLite; reference ≥ 50× slower; incremental
+≤ 5 s. `consent_seconds` is the part of the full run spent in consent.policy (its audit entries).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from app.core.db import make_engine
+from app.core.migrate import upgrade
+from app.core.types import utcnow
+from app.roster.models import GuardianLink, SchoolDay
+from app.sources.models import AssignmentSubmission, AttendanceDay, MoodCheckin, NurseVisit
+from app.world.loader import load_world
+from consent.models import ConsentGrant, ConsentPermission
+from consent.scopes import Purpose, Scope
+from rules import engine as screening
+from rules.catalog import load_catalog
+from rules.compute import compute_features
+from rules.reference import child_features, rule_truth
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: the repo's tests/
+from tests.databases import fresh_database
+
+TZ = "Asia/Tokyo"
+
+
+def table(model: type) -> sa.Table:
+    found: sa.Table = model.__table__  # type: ignore[attr-defined]
+    return found
+
+
+def grant_everyone(engine: Engine) -> int:
+    """One active grant per child (every scope, early support), written set-based."""
+    grant, permission, link = table(ConsentGrant), table(ConsentPermission), table(GuardianLink)
+    now = utcnow()
+    first_link = (
+        sa.select(link.c.student_id, sa.func.min(link.c.guardian_id).label("guardian_id"))
+        .group_by(link.c.student_id)
+        .subquery()
+    )
+    with engine.begin() as connection:
+        connection.execute(
+            grant.insert().from_select(
+                [
+                    "guardian_id",
+                    "student_id",
+                    "scopes",
+                    "purposes",
+                    "fetch_frequency",
+                    "data_life_days",
+                    "starts_at",
+                    "status",
+                    "status_changed_at",
+                    "notice_version",
+                    "notice_hash",
+                    "created_at",
+                ],
+                sa.select(
+                    first_link.c.guardian_id,
+                    first_link.c.student_id,
+                    sa.literal([s.value for s in Scope], sa.JSON),
+                    sa.literal([Purpose.early_support.value], sa.JSON),
+                    sa.literal("daily"),
+                    sa.literal(365),
+                    sa.literal(datetime(2025, 4, 1, tzinfo=UTC)),
+                    sa.literal("active"),
+                    sa.literal(now),
+                    sa.literal("bench"),
+                    sa.literal("0" * 64),
+                    sa.literal(now),
+                ),
+            )
+        )
+        for scope in Scope:
+            connection.execute(
+                permission.insert().from_select(
+                    ["grant_id", "scope", "purpose", "student_id"],
+                    sa.select(
+                        grant.c.id,
+                        sa.literal(scope.value),
+                        sa.literal(Purpose.early_support.value),
+                        grant.c.student_id,
+                    ),
+                )
+            )
+        count = connection.execute(sa.select(sa.func.count()).select_from(grant)).scalar_one()
+    return int(count)
+
+
+def school_days_around(engine: Engine, near: date) -> tuple[date, date]:
+    """The last school day on or before NEAR (the as-of day) and the next one (the new day)."""
+    days = table(SchoolDay)
+    with engine.connect() as connection:
+        as_of = connection.execute(sa.select(sa.func.max(days.c.day)).where(days.c.day <= near)).scalar_one()
+        new_day = connection.execute(
+            sa.select(sa.func.min(days.c.day)).where(days.c.day > as_of)
+        ).scalar_one()
+    return as_of, new_day
+
+
+def _day_bounds(day: date) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, clock(), ZoneInfo(TZ)).astimezone(UTC)
+    return start, start + timedelta(days=1)
+
+
+def _day_filters(day: date) -> dict[sa.Table, sa.ColumnElement[bool]]:
+    start, end = _day_bounds(day)
+    return {
+        table(AttendanceDay): table(AttendanceDay).c.day == day,
+        table(MoodCheckin): table(MoodCheckin).c.day == day,
+        table(NurseVisit): sa.and_(
+            table(NurseVisit).c.visited_at >= start, table(NurseVisit).c.visited_at < end
+        ),
+        table(AssignmentSubmission): sa.and_(
+            table(AssignmentSubmission).c.due_at >= start, table(AssignmentSubmission).c.due_at < end
+        ),
+    }
+
+
+def hold_back(engine: Engine, day: date) -> dict[sa.Table, list[dict[str, Any]]]:
+    """Take one school day's records out, as if they had not been synced yet."""
+    held: dict[sa.Table, list[dict[str, Any]]] = {}
+    with engine.begin() as connection:
+        for source, condition in _day_filters(day).items():
+            held[source] = [
+                dict(row) for row in connection.execute(sa.select(source).where(condition)).mappings()
+            ]
+            connection.execute(source.delete().where(condition))
+    return held
+
+
+def deliver(engine: Engine, held: dict[sa.Table, list[dict[str, Any]]]) -> int:
+    """The day's records arrive, stamped with the time they were fetched."""
+    now = utcnow()
+    with engine.begin() as connection:
+        for source, rows in held.items():
+            for start in range(0, len(rows), 10_000):
+                batch = [{**row, "fetched_at": now} for row in rows[start : start + 10_000]]
+                for row in batch:
+                    row.pop("id", None)
+                if batch:
+                    connection.execute(source.insert(), batch)
+    return sum(len(rows) for rows in held.values())
+
+
+@contextmanager
+def units(engine: Engine) -> Iterator[Session]:
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def bench(url: str, *, students: int, seed: int, sample: int) -> dict[str, Any]:
+    engine = make_engine(url)
+    upgrade(engine)
+    started = time.perf_counter()
+    world = load_world(engine, students=students, seed=seed, force=False)
+    seed_seconds = time.perf_counter() - started
+    grants = grant_everyone(engine)
+    as_of, new_day = school_days_around(engine, date(2026, 1, 29))
+    held = hold_back(engine, new_day)
+    catalog = load_catalog()
+
+    consent_seconds = 0.0
+    authorize = screening.consent_authorizer("ベンチ市")
+
+    def timed_authorizer(run_id: int) -> screening.Authorizer:
+        inner = authorize(run_id)
+
+        def wrapped(**kwargs: Any) -> dict[int, dict[Scope, int]]:
+            nonlocal consent_seconds
+            began = time.perf_counter()
+            try:
+                return inner(**kwargs)
+            finally:
+                consent_seconds += time.perf_counter() - began
+
+        return wrapped
+
+    started = time.perf_counter()
+    full = screening.run_screening(
+        units=lambda: units(engine), catalog=catalog, as_of=as_of, authorize_for=timed_authorizer, timezone=TZ
+    )
+    full_seconds = time.perf_counter() - started
+    full_consent_seconds, consent_seconds = consent_seconds, 0.0
+
+    with engine.connect() as connection:
+        started = time.perf_counter()
+        features = compute_features(
+            connection=connection, as_of=as_of, features=catalog.features(), timezone=TZ
+        )
+        feature_seconds = time.perf_counter() - started
+    children = features.student_ids.tolist()
+
+    rng = random.Random(seed)
+    picked = rng.sample(children, min(sample, len(children)))
+    started = time.perf_counter()
+    with Session(engine) as session:
+        for student_id in picked:
+            values = child_features(
+                session=session, student_id=student_id, as_of=as_of, names=catalog.features(), timezone=TZ
+            )
+            assert values is not None
+            for rule in catalog.rules:
+                rule_truth(rule, values)
+    reference_per_child = (time.perf_counter() - started) / len(picked)
+    reference_seconds = reference_per_child * len(children)
+
+    delivered = deliver(engine, held)
+    started = time.perf_counter()
+    incremental = screening.run_screening(
+        units=lambda: units(engine),
+        catalog=catalog,
+        as_of=new_day,
+        authorize_for=timed_authorizer,
+        incremental=True,
+        timezone=TZ,
+    )
+    incremental_seconds = time.perf_counter() - started
+    engine.dispose()
+    return {
+        "benchmark": "screen",
+        "database": engine.dialect.name,
+        "students": world["students"],
+        "source_rows": world["rows_total"],
+        "seed_seconds": round(seed_seconds, 1),
+        "grants": grants,
+        "as_of": as_of.isoformat(),
+        "rules": len(catalog.rules),
+        "children_screened": full.children,
+        "alerts_opened": full.opened,
+        "signals_written": full.signals,
+        "full_seconds": round(full_seconds, 2),
+        "full_consent_seconds": round(full_consent_seconds, 2),
+        "feature_query_seconds": round(feature_seconds, 2),
+        "reference_sample": len(picked),
+        "reference_seconds_per_child": round(reference_per_child, 4),
+        "reference_seconds_extrapolated": round(reference_seconds, 1),
+        "reference_vs_full": round(reference_seconds / full_seconds, 1),
+        "reference_vs_full_without_consent": round(
+            reference_seconds / max(full_seconds - full_consent_seconds, 1e-9), 1
+        ),
+        "new_day": new_day.isoformat(),
+        "new_day_rows": delivered,
+        "incremental_kind": incremental.kind.value,
+        "incremental_children": incremental.children,
+        "incremental_seconds": round(incremental_seconds, 2),
+        "incremental_consent_seconds": round(consent_seconds, 2),
+        "goals": {
+            "full_seconds": 30 if engine.dialect.name == "postgresql" else 60,
+            "reference_vs_full": 50,
+            "incremental_seconds": 5,
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--students", type=int, default=250_000)
+    parser.add_argument("--seed", type=int, default=20261123)
+    parser.add_argument("--sample", type=int, default=200, help="children for the reference evaluator")
+    parser.add_argument("--postgresql-url", default=None, help="also run on PostgreSQL (a schema of its own)")
+    parser.add_argument("--skip-sqlite", action="store_true")
+    args = parser.parse_args()
+    backends = [] if args.skip_sqlite else ["sqlite"]
+    if args.postgresql_url:
+        os.environ["TEST_DATABASE_URL"] = args.postgresql_url
+        backends.append("postgresql")
+    for backend in backends:
+        with (
+            tempfile.TemporaryDirectory(prefix="tsunagu-bench-") as directory,
+            fresh_database(backend, Path(directory)) as url,
+        ):
+            print(
+                json.dumps(bench(url, students=args.students, seed=args.seed, sample=args.sample)), flush=True
+            )
+
+
+if __name__ == "__main__":
+    main()
