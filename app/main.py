@@ -18,6 +18,7 @@ from app.core.handlers import add_exception_handlers
 from app.core.logging import configure_logging, request_id_var
 from app.staff import deps as staff_deps
 from app.staff.router import router as staff_router
+from app.transparency import router as transparency_router
 from app.web import templates
 from connectors.router import guardian_router as myna_router
 from connectors.router import router as connectors_router
@@ -55,6 +56,7 @@ def create_app() -> FastAPI:
     app.include_router(consent_router)
     app.include_router(guardian_router)
     app.include_router(student_router)
+    app.include_router(transparency_router)
     consent_deps.install(app)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
