@@ -16,6 +16,7 @@ from app import health
 from app.core.config import get_settings
 from app.core.handlers import add_exception_handlers
 from app.core.logging import configure_logging, request_id_var
+from app.screening_pages import router as screening_router
 from app.staff import deps as staff_deps
 from app.staff.router import router as staff_router
 from app.transparency import router as transparency_router
@@ -57,6 +58,7 @@ def create_app() -> FastAPI:
     app.include_router(guardian_router)
     app.include_router(student_router)
     app.include_router(transparency_router)
+    app.include_router(screening_router)
     consent_deps.install(app)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

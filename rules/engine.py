@@ -695,7 +695,10 @@ def run_screening(
         targets: set[int] | None = None
         last = session.execute(
             sa.select(_run.c.started_at, _run.c.as_of)
-            .where(_run.c.status == RunStatus.succeeded.value)
+            .where(
+                _run.c.status == RunStatus.succeeded.value,
+                _run.c.kind.in_([RunKind.full.value, RunKind.incremental.value]),
+            )
             .order_by(_run.c.id.desc())
             .limit(1)
         ).first()

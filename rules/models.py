@@ -76,6 +76,7 @@ OPEN_STATUSES = frozenset(
 class RunKind(StrEnum):
     full = "full"  # every enrolled child
     incremental = "incremental"  # only the children whose data changed since the last run
+    backtest = "backtest"  # measured against labels; writes no alert, its results in `summary`
 
 
 class RunStatus(StrEnum):
