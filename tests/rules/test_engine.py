@@ -118,7 +118,8 @@ def test_alerts_explain_themselves_and_follow_consent(
     [fact] = signals["consecutive_absence"].atoms
     assert fact["feature"] == "consecutive_absence_days" and fact["value"] == 4.0
     assert fact["threshold"] == 3.0 and fact["result"] == "true"
-    [fact] = signals["chronic_absence_30d"].atoms
+    fact, days = signals["chronic_absence_30d"].atoms
+    assert (days["feature"], days["value"], days["result"]) == ("absence_days_30d", 4.0, "true")
     assert fact["window_start"] == "2025-09-02" and fact["window_end"] == "2025-10-01"
     assert alert.score == 3.0
     # The family shared attendance only: nothing about a household, benefits or mood was read,
