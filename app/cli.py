@@ -27,6 +27,8 @@ from app.staff import accounts as staff_accounts
 from app.staff.cli import staff_cli
 from connectors.cli import sync_cli
 from consent.cli import clients_cli, invitations_cli, keys_cli, receipt_cli
+from notify import demo as notify_demo
+from notify.cli import notify_cli
 from rules.cli import screen_cli
 
 console = Console(stderr=True, soft_wrap=True)  # one message, one line, however narrow the terminal
@@ -48,6 +50,7 @@ cli.add_typer(receipt_cli, name="receipt")
 cli.add_typer(staff_cli, name="staff")
 cli.add_typer(sync_cli, name="sync")
 cli.add_typer(screen_cli, name="screen")
+cli.add_typer(notify_cli, name="notify")
 
 OPENAPI_PATH = Path(__file__).resolve().parents[1] / "openapi" / "openapi.json"
 
@@ -153,6 +156,7 @@ def run(
     if get_settings().mode is Mode.demo:
         with session_scope(engine) as session:
             staff_accounts.seed_demo_accounts(session=session)
+            notify_demo.seed_demo(session=session)
     # The stand-ins serve the same world the roster came from.
     os.environ.setdefault("TSUNAGU_DEMO_STUDENTS", str(students))
     os.environ.setdefault("TSUNAGU_DEMO_SEED", str(DEMO_SEED))

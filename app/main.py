@@ -28,6 +28,7 @@ from consent.guardian import router as guardian_router
 from consent.router import router as consent_router
 from consent.student import router as student_router
 from notify.directory import router as directory_router
+from notify.notices import router as notices_router
 from notify.router import router as notify_router
 
 log = logging.getLogger("tsunagu.http")
@@ -53,6 +54,7 @@ def create_app() -> FastAPI:
     app.include_router(myna_router)
     app.include_router(notify_router)
     app.include_router(directory_router)
+    app.include_router(notices_router)
     staff_deps.install(app)
     app.include_router(consent_router)
     app.include_router(guardian_router)

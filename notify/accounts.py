@@ -16,6 +16,7 @@ from sqlmodel import Session, col, select
 
 from app.core.types import utcnow
 from app.sessions.models import PrincipalKind
+from notify import outbox
 from notify.models import LineAccount, LinkNonce
 
 LINK_LIFETIME = timedelta(minutes=10)
@@ -57,6 +58,8 @@ def forget(*, session: Session, line_user_id: str) -> LineAccount | None:
     _clear_link(account)
     session.add(account)
     session.flush()
+    assert account.id is not None
+    outbox.cancel_for_account(session=session, account_id=account.id, only_linked=False, reason="blocked")
     return account
 
 
@@ -75,9 +78,12 @@ def _clear_link(account: LineAccount) -> None:
 
 
 def unlink(*, session: Session, account: LineAccount) -> None:
+    """Forget whom the account belongs to, and what was queued because of that."""
     _clear_link(account)
     session.add(account)
     session.flush()
+    assert account.id is not None
+    outbox.cancel_for_account(session=session, account_id=account.id, only_linked=True, reason="unlinked")
 
 
 def unlink_person(*, session: Session, principal_kind: PrincipalKind, principal_id: int) -> int:

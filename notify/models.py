@@ -133,3 +133,103 @@ class SupportResource(SQLModel, table=True):
     published: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_type=aware_datetime())
     updated_at: datetime = Field(default_factory=utcnow, sa_type=aware_datetime())
+
+
+class CampaignStatus(StrEnum):
+    draft = "draft"  # composed, not yet scheduled: nothing queued
+    scheduled = "scheduled"  # the outbox rows are written; the sender delivers them when due
+    cancelled = "cancelled"
+
+
+class Campaign(SQLModel, table=True):
+    """A universal notice: the same words to everyone in the audience, whatever their situation.
+
+    The audience is everyone who follows the account and wants notices, or those linked to a
+    child of one school and/or grade. There is deliberately no way to aim at an alert, a
+    category or a risk: no such column exists.
+    """
+
+    __tablename__ = "notice_campaign"
+
+    id: int | None = Field(default=None, primary_key=True)
+    title: str = Field(max_length=100)
+    body_ja: str = Field(max_length=5000)
+    body_en: str = Field(default="", max_length=5000)
+    contact_ja: str = Field(max_length=200, description="whom to ask: the department that answers")
+    contact_en: str = Field(default="", max_length=200)
+    resource_ids: list[int] = Field(default_factory=list, sa_type=sa.JSON)
+    school_id: int | None = Field(default=None, foreign_key="school.id")
+    grade: int | None = Field(default=None, ge=1, le=9)
+    scheduled_for: datetime = Field(sa_type=aware_datetime())
+    status: CampaignStatus = Field(default=CampaignStatus.draft, sa_type=enum_type(CampaignStatus))
+    created_by: int | None = Field(default=None, foreign_key="staff_user.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_type=aware_datetime())
+    scheduled_at: datetime | None = Field(default=None, sa_type=aware_datetime())
+    messages: list[dict[str, Any]] = Field(default_factory=list, sa_type=sa.JSON)
+
+
+class BatchStatus(StrEnum):
+    queued = "queued"
+    sending = "sending"  # claimed by a sender until `lease_until`; after that anyone may retry
+    sent = "sent"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+class BatchKind(StrEnum):
+    multicast = "multicast"  # up to 500 recipients, one universal notice
+    push = "push"  # one recipient (personalised information)
+
+
+class NotificationBatch(SQLModel, table=True):
+    """One request to LINE: its retry key is fixed here, when it is queued, and reused on every try,
+    so a retry after a lost answer is recognised by LINE (409) and never delivered twice."""
+
+    __tablename__ = "notification_batch"
+    __table_args__ = (sa.Index("ix_notification_batch_due", "status", "not_before"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: BatchKind = Field(sa_type=enum_type(BatchKind))
+    campaign_id: int | None = Field(default=None, foreign_key="notice_campaign.id", index=True)
+    retry_key: str = Field(max_length=36, unique=True)
+    messages: list[dict[str, Any]] = Field(sa_type=sa.JSON)
+    status: BatchStatus = Field(default=BatchStatus.queued, sa_type=enum_type(BatchStatus))
+    not_before: datetime = Field(sa_type=aware_datetime(), description="due time, outside quiet hours")
+    lease_until: datetime | None = Field(default=None, sa_type=aware_datetime())
+    attempts: int = 0
+    last_error: str | None = Field(default=None, max_length=300)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=aware_datetime())
+    sent_at: datetime | None = Field(default=None, sa_type=aware_datetime())
+
+
+class NotificationStatus(StrEnum):
+    queued = "queued"
+    sent = "sent"
+    failed = "failed"
+    cancelled = "cancelled"  # the person blocked the account, unlinked, or the grant stopped
+    skipped = "skipped"  # not queued at all: over the per-person frequency cap
+
+
+class Notification(SQLModel, table=True):
+    """The outbox: one row per recipient of a batch, written in the transaction that decides to send."""
+
+    __tablename__ = "notification"
+    __table_args__ = (
+        sa.Index("ix_notification_batch_status", "batch_id", "status"),
+        sa.Index("ix_notification_account_created", "line_account_id", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    batch_id: int | None = Field(default=None, foreign_key="notification_batch.id")
+    campaign_id: int | None = Field(default=None, foreign_key="notice_campaign.id", index=True)
+    line_account_id: int = Field(foreign_key="line_account.id")
+    grant_id: int | None = Field(
+        default=None, index=True, description="personalised info: the grant allowing it"
+    )
+    needs_link: bool = Field(default=False, description="aimed through the account's link: stops on unlink")
+    status: NotificationStatus = Field(
+        default=NotificationStatus.queued, sa_type=enum_type(NotificationStatus)
+    )
+    reason: str | None = Field(default=None, max_length=100)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=aware_datetime())
+    sent_at: datetime | None = Field(default=None, sa_type=aware_datetime())

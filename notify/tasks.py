@@ -1,0 +1,21 @@
+"""Background work of notify: every minute, send whatever notices have come due."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict
+from typing import Any
+
+from huey import crontab
+
+from app.core.config import get_settings
+from app.core.db import session_scope
+from app.core.jobs import huey
+from notify import sender
+
+
+@huey.periodic_task(crontab(minute="*"))
+@huey.lock_task("notify-send")
+def send_due_notices() -> dict[str, Any]:
+    # Several workers would be safe (rows are claimed), but one at a time keeps the pace honest.
+    return asdict(asyncio.run(sender.drain(sessions=session_scope, settings=get_settings())))
