@@ -366,6 +366,14 @@ def settle_empty(*, session: Session, claimed: Claimed, now: datetime | None = N
     )
 
 
+def next_lease_end(*, session: Session) -> datetime | None:
+    """When the earliest claim held by some sender (alive or dead) ends, if any is held."""
+    moment = session.execute(
+        sa.select(sa.func.min(_batch.c.lease_until)).where(_batch.c.status == BatchStatus.sending)
+    ).scalar_one_or_none()
+    return aware(moment) if moment is not None else None
+
+
 def pending_recipients(*, session: Session) -> int:
     return int(
         session.execute(

@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from starlette.concurrency import run_in_threadpool
 
@@ -93,6 +93,10 @@ async def drain(
             else:
                 outbox.settle(session=session, claimed=claimed, result=result)
 
+    def _lease_end() -> datetime | None:
+        with sessions() as session:
+            return outbox.next_lease_end(session=session)
+
     def _release(claimed: outbox.Claimed, reason: str) -> None:
         with sessions() as session:
             outbox.release(
@@ -146,9 +150,13 @@ async def drain(
                 break
             claimed = await run_in_threadpool(_claim)
             if not claimed:
-                if until_empty:
+                # Batches claimed by a sender that may have died come back when their lease
+                # ends; "until empty" means until those are settled too.
+                lease_end = await run_in_threadpool(_lease_end)
+                if until_empty and lease_end is None:
                     break
-                await asyncio.sleep(1.0)
+                wait = (lease_end - utcnow()).total_seconds() if lease_end else 1.0
+                await asyncio.sleep(min(1.0, max(0.05, wait)))
                 continue
             tasks = []
             for batch in claimed:

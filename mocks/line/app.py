@@ -327,7 +327,7 @@ def create_app(config: Config | None = None) -> FastAPI:
         channel.quota_used += len(recipients)
         if retry_key is not None:
             channel.accepted[retry_key] = accepted
-        channel.counts[f"{endpoint}:accepted"] += 1
+        channel.note_accepted(endpoint)
         if fault is not None and fault.kind is FaultKind.accept_then_error:
             return line_error(500, "An error occurred in the server")
         content = {"sentMessages": accepted.sent_messages} if endpoint == "push" else {}
@@ -359,7 +359,7 @@ def create_app(config: Config | None = None) -> FastAPI:
         if user_id is None:
             return line_error(400, "Invalid reply token")
         accepted = channel.deliver(channel.friends_among([user_id]), body["messages"])
-        channel.counts["reply:accepted"] += 1
+        channel.note_accepted("reply")
         if body["replyToken"] in reply_waiters:
             reply_waiters[body["replyToken"]].set()
         return JSONResponse(
@@ -518,6 +518,11 @@ def create_app(config: Config | None = None) -> FastAPI:
                 if event["webhookEventId"] == spec.webhook_event_id:
                     return JSONResponse({"webhook_status": await post_webhook([event], redelivery=True)})
         return line_error(404, "Not found")
+
+    @app.get("/_control/counts")
+    async def counts() -> dict[str, int]:
+        """Requests by endpoint and answer (cheap enough to poll while sending)."""
+        return dict(channel.counts)
 
     @app.get("/_control/summary")
     async def summary(contains: str | None = None) -> dict[str, Any]:

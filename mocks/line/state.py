@@ -158,6 +158,8 @@ class Channel:
         self.quota_used = 0
         self.quota_month = self._month()
         self.counts: Counter[str] = Counter()
+        # Wall-clock time of the first and the last accepted request per endpoint (benchmarks).
+        self.accepted_span: dict[str, tuple[float, float]] = {}
         for name in self.config.demo_users:
             self.add_user(name)
 
@@ -208,6 +210,12 @@ class Channel:
         return None
 
     # --- messages --------------------------------------------------------------------------
+
+    def note_accepted(self, endpoint: str) -> None:
+        now = time.time()
+        first, _ = self.accepted_span.get(endpoint, (now, now))
+        self.accepted_span[endpoint] = (first, now)
+        self.counts[f"{endpoint}:accepted"] += 1
 
     def friends_among(self, user_ids: list[str]) -> list[str]:
         users = self.users
@@ -298,4 +306,5 @@ class Channel:
             "duplicates": duplicates,
             "quota_used": self.quota_used,
             "counts": dict(self.counts),
+            "accepted_span": {k: {"first": a, "last": b} for k, (a, b) in self.accepted_span.items()},
         }

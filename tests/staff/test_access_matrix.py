@@ -45,6 +45,7 @@ CHILD_PARAMS = {"student_id", "alert_id", "meeting_id", "action_id"}
 # The support-resource directory (notify) lives under /staff/ but holds no child data.
 NOT_CHILD_DATA = (
     "/staff/resources",  # the directory
+    "/staff/notices",  # universal notices: never aimed at a child, an alert or a risk
     "/staff/ops",  # sync runs (counts only)
     "/staff/screening/backtest",  # rule figures per group (counts only, no child named)
 )
