@@ -1,7 +1,7 @@
 """Universal notices (campaigns) and the outbox: batches with fixed retry keys, one row per recipient
 
 Revision ID: 963f88bb9ebc
-Revises: b1133378dc59
+Revises: 923677f919ba
 Create Date: 2026-11-23 10:31:44.653987
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 
 
 revision: str = '963f88bb9ebc'
-down_revision: str | None = 'b1133378dc59'
+down_revision: str | None = '923677f919ba'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
