@@ -160,6 +160,10 @@ def run(
     # The stand-ins serve the same world the roster came from.
     os.environ.setdefault("TSUNAGU_DEMO_STUDENTS", str(students))
     os.environ.setdefault("TSUNAGU_DEMO_SEED", str(DEMO_SEED))
+    if get_settings().mode is Mode.demo:
+        # The phone simulator's test phone, on which staff preview a notice before scheduling it.
+        os.environ.setdefault("TSUNAGU_NOTIFY_TEST_RECIPIENT", DEMO_TEST_PHONE)
+        get_settings.cache_clear()
     stand_ins = _start_stand_ins(host)
     if first_day:
         _first_sync(engine)
@@ -185,6 +189,7 @@ def run(
 
 
 DEMO_SEED = 20261123
+DEMO_TEST_PHONE = "U" + "7e57" * 8  # a fixed LINE user id: the simulator lists it as 市役所 テスト端末
 
 
 def _first_sync(engine: Engine) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 
+import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
@@ -36,14 +37,14 @@ def _consents(student_id: int) -> bool:
 
 def grant_demo_consents(*, session: Session) -> int:
     """One guardian of each chosen child consents to every school category; how many children."""
-    links = session.exec(
-        select(GuardianLink.guardian_id, GuardianLink.student_id).order_by(col(GuardianLink.id))
+    first_links = sa.select(sa.func.min(GuardianLink.id)).group_by(col(GuardianLink.student_id))
+    first_guardians = session.exec(
+        select(GuardianLink.student_id, GuardianLink.guardian_id)
+        .where(col(GuardianLink.id).in_(first_links))
+        .order_by(col(GuardianLink.student_id))
     ).all()
-    first_guardian: dict[int, int] = {}
-    for guardian_id, student_id in links:
-        first_guardian.setdefault(student_id, guardian_id)
     granted = 0
-    for student_id, guardian_id in sorted(first_guardian.items()):
+    for student_id, guardian_id in first_guardians:
         if not _consents(student_id):
             continue
         consent_service.create_grant(

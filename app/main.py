@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import logging
-import time
-import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from app import health
 from app.core.config import get_settings
 from app.core.handlers import add_exception_handlers
-from app.core.logging import configure_logging, request_id_var
+from app.core.logging import configure_logging
+from app.core.request_context import RequestContext
 from app.screening_pages import router as screening_router
 from app.staff import deps as staff_deps
 from app.staff.router import router as staff_router
@@ -26,12 +23,11 @@ from connectors.router import router as connectors_router
 from consent import deps as consent_deps
 from consent.guardian import router as guardian_router
 from consent.router import router as consent_router
+from consent.staff_pages import router as consent_staff_router
 from consent.student import router as student_router
 from notify.directory import router as directory_router
 from notify.notices import router as notices_router
 from notify.router import router as notify_router
-
-log = logging.getLogger("tsunagu.http")
 
 
 def create_app() -> FastAPI:
@@ -58,6 +54,7 @@ def create_app() -> FastAPI:
     staff_deps.install(app)
     app.include_router(consent_router)
     app.include_router(guardian_router)
+    app.include_router(consent_staff_router)
     app.include_router(student_router)
     app.include_router(transparency_router)
     app.include_router(screening_router)
@@ -67,33 +64,5 @@ def create_app() -> FastAPI:
     def home(request: Request) -> HTMLResponse:
         return templates.TemplateResponse(request, "home.html", {"settings": settings})
 
-    @app.middleware("http")
-    async def request_context(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        # A caller's id is kept only if it looks like one of ours, so logs cannot be injected.
-        incoming = request.headers.get("x-request-id", "")
-        request_id = incoming if incoming.isalnum() and len(incoming) <= 64 else uuid.uuid4().hex
-        token = request_id_var.set(request_id)
-        started = time.perf_counter()
-        try:
-            response = await call_next(request)
-        finally:
-            request_id_var.reset(token)
-        response.headers["x-request-id"] = request_id
-        token = request_id_var.set(request_id)
-        log.info(
-            "request",
-            extra={
-                "fields": {
-                    "method": request.method,
-                    "path": request.url.path,
-                    "status": response.status_code,
-                    "ms": round((time.perf_counter() - started) * 1000, 1),
-                }
-            },
-        )
-        request_id_var.reset(token)
-        return response
-
+    app.add_middleware(RequestContext)
     return app

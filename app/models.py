@@ -25,7 +25,7 @@ from app.sources.models import (
     NurseVisit,
     SchoolAidStatus,
 )
-from app.staff.models import CaseMeeting, CaseNote, StaffObservation, SupportAction
+from app.staff.models import CaseMeeting, CaseNote, StaffObservation, StaffSignInEvent, SupportAction
 from connectors.models import IdentityReview, MynaLink, QuarantinedRecord, SyncCursor, SyncRun
 from consent.models import (
     AuthorizationCode,
@@ -85,6 +85,7 @@ __all__ = [
     "Signal",
     "SigningKey",
     "StaffObservation",
+    "StaffSignInEvent",
     "StaffUser",
     "Student",
     "SupportAction",

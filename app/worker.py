@@ -7,7 +7,7 @@ import importlib
 from app.core.jobs import huey
 
 # Each domain that has background or periodic work lists its task module here.
-TASK_MODULES = ["app.sessions.tasks", "connectors.tasks", "notify.tasks"]
+TASK_MODULES = ["app.sessions.tasks", "connectors.tasks", "consent.tasks", "notify.tasks"]
 
 
 def load_tasks() -> None:

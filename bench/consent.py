@@ -2,11 +2,14 @@
 uvicorn, and the time from a guardian's revoke to the partner API refusing; one JSON line.
 
     python bench/consent.py [--children 1000] [--exchanges 2000] [--workers 2] [--concurrency 16]
+                            [--postgres URL]
 
-Runs on a temporary SQLite file. Goals (issue 5): ≥ 100,000 policy checks/s in process,
-≥ 1,000 token exchanges/s on 2 cores, revoke-to-refusal ≤ 1 s. "policy_checks_per_s" is the
-set-based path (authorize_many: one decision per child and scope, each recorded in the audit
-log); single `check` and `authorize` calls are one SQL round trip each and reported apart.
+Runs on a temporary SQLite file, or in a throw-away schema of the PostgreSQL server at URL.
+Goals (issue 5): ≥ 100,000 policy checks/s in process, ≥ 1,000 token exchanges/s on 2 cores,
+revoke-to-refusal ≤ 1 s. "policy_checks_per_s" is the set-based path: one `policy.snapshot`
+of every child (two queries) and a decision for each child × category × purpose, the read
+included. "recorded_uses_per_s" is `authorize_many`, each allowed (child, category) written
+to the audit log; single `check` and `authorize` calls are one round trip each, reported apart.
 """
 
 from __future__ import annotations
@@ -29,9 +32,13 @@ import socket  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 from datetime import date, timedelta  # noqa: E402
 
 import httpx  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 
 from app.audit import service as audit  # noqa: E402
@@ -105,15 +112,26 @@ def rate(count: int, seconds: float) -> float:
 def in_process(session: Session, students: list[int]) -> dict[str, float]:
     figures: dict[str, float] = {}
     started = time.perf_counter()
+    snapshot = policy.snapshot(session=session)
+    decisions = allowed_count = 0
+    for student_id in students:
+        for scope in Scope:
+            for purpose in Purpose:
+                allowed_count += snapshot.decide(student_id, scope, purpose).allowed
+                decisions += 1
+    figures["policy_checks_per_s"] = rate(decisions, time.perf_counter() - started)
+    figures["policy_checks"] = decisions
+    figures["policy_checks_allowed"] = allowed_count
+    started = time.perf_counter()
     allowed = policy.authorize_many(
         session=session,
         actor=SCREENING,
         scopes=[Scope.school_attendance, Scope.school_mood],
         purpose=Purpose.early_support,
     )
-    decisions = sum(len(v) for v in allowed.values())
-    figures["policy_checks_per_s"] = rate(decisions, time.perf_counter() - started)
-    figures["bulk_decisions"] = decisions
+    recorded = sum(len(v) for v in allowed.values())
+    figures["recorded_uses_per_s"] = rate(recorded, time.perf_counter() - started)
+    figures["recorded_uses"] = recorded
     count, started = 0, time.perf_counter()
     while time.perf_counter() - started < 2.0:
         policy.check(
@@ -152,6 +170,44 @@ def in_process(session: Session, students: list[int]) -> dict[str, float]:
     figures["audit_appends_per_s"] = rate(len(entries), time.perf_counter() - started)
     session.rollback()
     return figures
+
+
+@contextmanager
+def database(postgres: str | None, directory: Path) -> Iterator[str]:
+    """An empty database: an SQLite file, or a fresh schema of the PostgreSQL server."""
+    if postgres is None:
+        yield f"sqlite:///{directory / 'consent.db'}"
+        return
+    schema = f"bench_{secrets.token_hex(6)}"
+    admin = create_engine(postgres, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield (
+            make_url(postgres)
+            .update_query_dict({"options": f"-csearch_path={schema}"})
+            .render_as_string(hide_password=False)
+        )
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def process_tree_cpu_seconds(root: int) -> float:
+    """User + system CPU seconds used so far by process ROOT and its children (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(entry.name) == root or int(fields[1]) == root:
+            total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
 
 
 def free_port() -> int:
@@ -222,9 +278,13 @@ def main() -> None:
     parser.add_argument("--exchanges", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--postgres", help="a PostgreSQL URL: run in a throw-away schema there")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="tsunagu-bench-") as directory:
-        url = f"sqlite:///{Path(directory) / 'consent.db'}"
+    load_at_start = os.getloadavg()[0]
+    with (
+        tempfile.TemporaryDirectory(prefix="tsunagu-bench-") as directory,
+        database(args.postgres, Path(directory)) as url,
+    ):
         engine = make_engine(url)
         upgrade(engine)
         with Session(engine, expire_on_commit=False) as session:
@@ -310,7 +370,7 @@ def main() -> None:
             stderr=open(os.environ.get("BENCH_SERVER_LOG", os.devnull), "w"),  # noqa: SIM115
         )
         try:
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 180  # each worker imports the whole app: slow on a busy machine
             while True:
                 try:
                     if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
@@ -320,17 +380,23 @@ def main() -> None:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise RuntimeError("uvicorn did not start")
                 time.sleep(0.1)
+            cpu_before = process_tree_cpu_seconds(server.pid)
             ok, seconds, tokens = asyncio.run(
                 exchange_all(base, (partner.client_id, secret), codes, verifier, args.concurrency)
             )
+            server_cpu = process_tree_cpu_seconds(server.pid) - cpu_before
             figures["token_exchanges_per_s"] = rate(ok, seconds)
             figures["token_exchanges_ok"] = ok
+            # On a shared machine the rate above follows the load; the server's own CPU time per
+            # exchange does not, and bounds what the cores could do: cores ÷ CPU per exchange.
+            figures["server_cpu_ms_per_exchange"] = round(server_cpu * 1000 / max(ok, 1), 2)
+            figures["exchanges_per_s_if_cores_were_free"] = rate(ok * (os.cpu_count() or 1), server_cpu)
             figures["revoke_to_refusal_ms"] = round(
                 asyncio.run(revoke_to_refusal(base, tokens[0], students[0], grant.id, cookie, csrf)), 1
             )
         finally:
             server.terminate()
-            server.wait(timeout=10)
+            server.wait(timeout=60)
     print(
         json.dumps(
             {
@@ -338,6 +404,8 @@ def main() -> None:
                 "children": args.children,
                 "exchanges": args.exchanges,
                 "workers": args.workers,
+                "database": "postgresql" if args.postgres else "sqlite",
+                "load_average_1m": [round(load_at_start, 2), round(os.getloadavg()[0], 2)],
                 "cpus": os.cpu_count(),
                 **figures,
             }

@@ -19,36 +19,41 @@ time (each sender start has a deadline).
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import random
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import httpx
-import sqlalchemy as sa
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
-from sqlmodel import col
-
-from app.core.config import Settings
-from app.core.db import make_engine, session_scope
-from app.core.migrate import upgrade
-from notify import outbox
-from notify.models import LineAccount, Notification
-
+# bench/consent.py is named like the consent package: keep this folder off the import path, and
+# put the repository on it instead.
 ROOT = Path(__file__).resolve().parents[1]
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import random  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
+from typing import Any  # noqa: E402
+
+import httpx  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+from sqlmodel import col  # noqa: E402
+
+from app.core.config import Settings  # noqa: E402
+from app.core.db import make_engine, session_scope  # noqa: E402
+from app.core.migrate import upgrade  # noqa: E402
+from notify import outbox  # noqa: E402
+from notify.models import LineAccount, Notification  # noqa: E402
+
 TOKEN = "bench-token"  # noqa: S105 - a throw-away channel on loopback
 LIMIT = 200
 LEASE_SECONDS = 3
@@ -245,6 +250,8 @@ def main() -> None:
         "bench": "line",
         "recipients": args.recipients,
         "multicast_limit_per_second": LIMIT,
+        # The machine is shared: the 1-minute load average before and after, next to the figures.
+        "load_average_before": round(os.getloadavg()[0], 2),
     }
     with (
         tempfile.TemporaryDirectory(prefix="tsunagu-line-") as directory,
@@ -255,6 +262,8 @@ def main() -> None:
             with fresh_database(args.database_url, Path(directory)) as url:
                 results[name] = run(control, url, line_url, args.recipients, kills)
         results["database"] = make_url(url).get_backend_name()
+    results["load_average_after"] = round(os.getloadavg()[0], 2)
+    results["cpus"] = os.cpu_count()
     print(json.dumps(results, ensure_ascii=False))
 
 

@@ -1,6 +1,8 @@
 """Screening benchmark: a city of N students × one school year; prints one JSON line per database.
 
     python bench/screen.py [--students 250000] [--postgresql-url URL] [--sample 200]
+    python bench/screen.py --database-url URL [--seed-only]   # seed once, measure many times
+
 
 For each database (a temporary SQLite file; PostgreSQL when a URL is given, in a schema of its
 own): seed the demo world (the world's fast path), give every family a consent grant for early
@@ -44,14 +46,16 @@ from sqlmodel import Session  # noqa: E402
 from app.core.db import make_engine  # noqa: E402
 from app.core.migrate import upgrade  # noqa: E402
 from app.core.types import utcnow  # noqa: E402
-from app.roster.models import GuardianLink, SchoolDay  # noqa: E402
+from app.roster.models import GuardianLink, SchoolDay, Student  # noqa: E402
+from app.sources.erasure import SOURCE_TABLES  # noqa: E402
 from app.sources.models import AssignmentSubmission, AttendanceDay, MoodCheckin, NurseVisit  # noqa: E402
-from app.world.loader import load_world  # noqa: E402
+from app.world.loader import is_seeded, load_world  # noqa: E402
 from consent.models import ConsentGrant, ConsentPermission  # noqa: E402
 from consent.scopes import Purpose, Scope  # noqa: E402
 from rules import engine as screening  # noqa: E402
 from rules.catalog import load_catalog  # noqa: E402
 from rules.compute import compute_features  # noqa: E402
+from rules.models import Alert, AlertEvent, ScreeningRun, Signal  # noqa: E402
 from rules.reference import child_features, rule_truth  # noqa: E402
 from tests.databases import fresh_database  # noqa: E402
 
@@ -188,14 +192,51 @@ def units(engine: Engine) -> Iterator[Session]:
             raise
 
 
-def bench(url: str, *, students: int, seed: int, sample: int) -> dict[str, Any]:
-    engine = make_engine(url)
+def seeded(engine: Engine, *, students: int, seed: int) -> tuple[dict[str, Any], float | None]:
+    """Seed the world, or reuse a database seeded by an earlier run (`--database-url`): its
+    screening results are emptied, its grants and records kept (a run puts back the day it
+    holds back)."""
     upgrade(engine)
-    started = time.perf_counter()
-    world = load_world(engine, students=students, seed=seed, force=False)
-    seed_seconds = time.perf_counter() - started
-    grants = grant_everyone(engine)
-    as_of, new_day = school_days_around(engine, date(2026, 1, 29))
+    if not is_seeded(engine):
+        started = time.perf_counter()
+        world = load_world(engine, students=students, seed=seed, force=False)
+        return world, time.perf_counter() - started
+    with engine.begin() as connection:
+        for model in (AlertEvent, Signal, Alert, ScreeningRun):
+            connection.execute(table(model).delete())
+        count = connection.execute(sa.select(sa.func.count()).select_from(table(Student))).scalar_one()
+        rows = sum(
+            connection.execute(sa.select(sa.func.count()).select_from(source)).scalar_one()
+            for source in SOURCE_TABLES
+        )
+    return {"students": int(count), "rows_total": int(rows)}, None
+
+
+def bench(
+    url: str,
+    *,
+    students: int,
+    seed: int,
+    sample: int,
+    seed_only: bool = False,
+    near: date = date(2026, 1, 29),
+) -> dict[str, Any]:
+    engine = make_engine(url)
+    world, seed_seconds = seeded(engine, students=students, seed=seed)
+    if seed_only:
+        engine.dispose()
+        return {
+            "benchmark": "screen",
+            "database": engine.dialect.name,
+            "seeded": world,
+            "seconds": seed_seconds,
+        }
+    with engine.connect() as connection:
+        has_grants = connection.execute(
+            sa.select(sa.func.count()).select_from(table(ConsentGrant))
+        ).scalar_one()
+    grants = has_grants or grant_everyone(engine)
+    as_of, new_day = school_days_around(engine, near)
     held = hold_back(engine, new_day)
     catalog = load_catalog()
 
@@ -221,6 +262,8 @@ def bench(url: str, *, students: int, seed: int, sample: int) -> dict[str, Any]:
     )
     full_seconds = time.perf_counter() - started
     full_consent_seconds, consent_seconds = consent_seconds, 0.0
+    progress = {"full_seconds": round(full_seconds, 2), "consent_seconds": round(full_consent_seconds, 2)}
+    print(json.dumps({"stage": "full", **progress, "load": os.getloadavg()}), file=sys.stderr, flush=True)
 
     with engine.connect() as connection:
         started = time.perf_counter()
@@ -242,6 +285,11 @@ def bench(url: str, *, students: int, seed: int, sample: int) -> dict[str, Any]:
             for rule in catalog.rules:
                 rule_truth(rule, values)
     reference_per_child = (time.perf_counter() - started) / len(picked)
+    print(
+        json.dumps({"stage": "reference", "per_child": round(reference_per_child, 4)}),
+        file=sys.stderr,
+        flush=True,
+    )
     reference_seconds = reference_per_child * len(children)
 
     delivered = deliver(engine, held)
@@ -261,7 +309,7 @@ def bench(url: str, *, students: int, seed: int, sample: int) -> dict[str, Any]:
         "database": engine.dialect.name,
         "students": world["students"],
         "source_rows": world["rows_total"],
-        "seed_seconds": round(seed_seconds, 1),
+        "seed_seconds": None if seed_seconds is None else round(seed_seconds, 1),
         "grants": grants,
         "as_of": as_of.isoformat(),
         "rules": len(catalog.rules),
@@ -284,6 +332,7 @@ def bench(url: str, *, students: int, seed: int, sample: int) -> dict[str, Any]:
         "incremental_children": incremental.children,
         "incremental_seconds": round(incremental_seconds, 2),
         "incremental_consent_seconds": round(consent_seconds, 2),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         "goals": {
             "full_seconds": 30 if engine.dialect.name == "postgresql" else 60,
             "reference_vs_full": 50,
@@ -301,7 +350,23 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=200, help="children for the reference evaluator")
     parser.add_argument("--postgresql-url", default=None, help="also run on PostgreSQL (a schema of its own)")
     parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument(
+        "--database-url", default=None, help="a database kept between runs: seeded if empty, else reused"
+    )
+    parser.add_argument("--seed-only", action="store_true", help="with --database-url: seed, measure nothing")
+    parser.add_argument("--as-of", default="2026-01-29", help="screen the last school day on or before this")
     args = parser.parse_args()
+    if args.database_url:
+        figures = bench(
+            args.database_url,
+            students=args.students,
+            seed=args.seed,
+            sample=args.sample,
+            seed_only=args.seed_only,
+            near=date.fromisoformat(args.as_of),
+        )
+        print(json.dumps(figures), flush=True)
+        return
     backends = [] if args.skip_sqlite else ["sqlite"]
     if args.postgresql_url:
         os.environ["TEST_DATABASE_URL"] = args.postgresql_url

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import httpx
 
 from app.core.config import Settings
 from app.core.errors import UpstreamError
-from connectors.http import CircuitBreaker, RetryPolicy, UpstreamHttp, client_credentials
+from connectors.http import CircuitBreaker, RetryPolicy, UpstreamHttp, client_credentials, upstream_timeout
 
 ROSTER_PATH = "/ims/oneroster/rostering/v1p2/schools"
 
@@ -60,9 +60,16 @@ class SchoolAffairsClient:
                 return
 
     async def query(
-        self, resource: str, school: str, students: Sequence[str], *, since: datetime | None
+        self,
+        resource: str,
+        school: str,
+        students: Sequence[str],
+        *,
+        since: datetime | None,
+        data_from: date | None = None,
     ) -> AsyncIterator[Page]:
-        """Records of the named children only: the request itself carries no one else."""
+        """Records of the named children only, about DATA_FROM or later: the request itself
+        carries no one else and asks for nothing before their consent's data range."""
         params: dict[str, Any] = {"limit": self.page_size}
         if since is not None:
             params["updated_since"] = _iso(since)
@@ -72,7 +79,7 @@ class SchoolAffairsClient:
                 "POST",
                 f"/api/v1/schools/{school}/{resource}/query",
                 params={**params, "offset": offset},
-                body={"students": list(students)},
+                body={"students": list(students), "data_from": data_from.isoformat() if data_from else None},
             )
             records = _records(body, "records")
             total = body.get("total")
@@ -132,7 +139,7 @@ def school_clients(
         return UpstreamHttp(
             name=name,
             base_url=url,
-            timeout=settings.upstream_timeout_seconds,
+            timeout=upstream_timeout(settings),
             retry=retry,
             breaker=CircuitBreaker(),
             token_fetcher=client_credentials(client_id=client_id, client_secret=secret),

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import orjson
 
+from app.core.config import Settings
 from app.core.errors import UpstreamError
 from app.core.types import utcnow
 
@@ -93,6 +94,12 @@ def _retry_after_seconds(response: httpx.Response) -> float | None:
         return None
 
 
+def upstream_timeout(settings: Settings) -> httpx.Timeout:
+    """The answer's clock and the connection's apart: a hung upstream is given up on after
+    `upstream_timeout_seconds`, while a connection that a busy host is slow to accept is not."""
+    return httpx.Timeout(settings.upstream_timeout_seconds, connect=settings.upstream_connect_timeout_seconds)
+
+
 class UpstreamHttp:
     """One upstream's HTTP client. Returns decoded JSON or raises `UpstreamError(retryable=…)`."""
 
@@ -101,7 +108,7 @@ class UpstreamHttp:
         *,
         name: str,
         base_url: str,
-        timeout: float,
+        timeout: httpx.Timeout,
         retry: RetryPolicy | None = None,
         breaker: CircuitBreaker | None = None,
         token_fetcher: TokenFetcher | None = None,
@@ -116,7 +123,7 @@ class UpstreamHttp:
         self._token = _Token()
         self.http = httpx.AsyncClient(
             base_url=base_url,
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+            timeout=timeout,
             transport=transport,
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
         )

@@ -90,10 +90,17 @@ class SyncCursor(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=aware_datetime())
 
 
+class QuarantineClosing(StrEnum):
+    reprocessed = "reprocessed"  # a person had it validated again and it passed
+    dismissed = "dismissed"  # a person decided it is not to be kept
+
+
 class QuarantinedRecord(SQLModel, table=True):
     """A record that failed validation, kept whole with the reason, never silently dropped.
 
-    `resolved_run_id` is set when a later run stores a valid version of the same record.
+    `resolved_run_id` is set when a later run stores a valid version of the same record; a
+    person closes one on the operator page: re-processed (valid under today's rules, and stored
+    if consent still allows) or dismissed. Open = neither.
     """
 
     __tablename__ = "quarantined_record"
@@ -108,6 +115,9 @@ class QuarantinedRecord(SQLModel, table=True):
     reason: str = Field(max_length=1000)
     created_at: datetime = Field(default_factory=utcnow, sa_type=aware_datetime())
     resolved_run_id: int | None = None
+    closing: QuarantineClosing | None = Field(default=None, sa_type=enum_type(QuarantineClosing))
+    closed_by: int | None = Field(default=None, foreign_key="staff_user.id")
+    closed_at: datetime | None = Field(default=None, sa_type=aware_datetime())
 
 
 class ReviewReason(StrEnum):
@@ -142,6 +152,8 @@ class IdentityReview(SQLModel, table=True):
     candidate_student_ids: list[int] = Field(default_factory=list, sa_type=sa.JSON)
     status: ReviewStatus = Field(sa_type=enum_type(ReviewStatus), default=ReviewStatus.open)
     resolved_student_id: int | None = None
+    decided_by: int | None = Field(default=None, foreign_key="staff_user.id")
+    decided_at: datetime | None = Field(default=None, sa_type=aware_datetime())
     created_at: datetime = Field(default_factory=utcnow, sa_type=aware_datetime())
 
 

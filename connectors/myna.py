@@ -33,7 +33,7 @@ from app.core.types import utcnow
 from app.roster.models import GuardianLink, Student
 from app.sources.models import Benefit, BenefitStatus, HouseholdInfo, Source
 from connectors import identity, store
-from connectors.http import RetryPolicy, UpstreamHttp
+from connectors.http import RetryPolicy, UpstreamHttp, upstream_timeout
 from connectors.models import IdentityReview, MynaLink, MynaLinkStatus, ReviewStatus, SyncRun
 from connectors.records import PROVENANCE
 from connectors.tokens import seal, unseal
@@ -119,7 +119,7 @@ def _oauth(settings: Settings, redirect_uri: str | None = None, **kwargs: Any) -
         redirect_uri=redirect_uri,
         code_challenge_method="S256",
         token_endpoint_auth_method="none",  # noqa: S106 - a public client, proven by PKCE
-        timeout=settings.upstream_timeout_seconds,
+        timeout=upstream_timeout(settings),
         **kwargs,
     )
 
@@ -313,7 +313,7 @@ async def sync_links(
         http = UpstreamHttp(
             name="myna_portal",
             base_url=settings.myna_portal_url,
-            timeout=settings.upstream_timeout_seconds,
+            timeout=upstream_timeout(settings),
             retry=retry,
             token_fetcher=token,
         )
@@ -440,7 +440,7 @@ def _is_member(session: Session, run: SyncRun, link: MynaLink, household: Househ
     """Whether the linked child is among the household's children, by name and birth date.
 
     When the child is not found, each child of the household that matched no one (or more than
-    one) goes to a person for review, once while the review is open.
+    one) goes to a person for review, once: their decision is used from then on.
     """
     siblings = session.exec(
         select(Student)
@@ -461,13 +461,25 @@ def _is_member(session: Session, run: SyncRun, link: MynaLink, household: Househ
     ]
     if any(identity.match(child, candidates).student_id == link.student_id for child in children):
         return True
+    # A person's earlier decision about one of these household members stands (never a guess).
+    decided = session.exec(
+        select(
+            col(IdentityReview.family_name), col(IdentityReview.given_name), col(IdentityReview.birth_date)
+        ).where(
+            IdentityReview.record_ref == f"link:{link.id}",
+            IdentityReview.status == ReviewStatus.resolved,
+            IdentityReview.resolved_student_id == link.student_id,
+        )
+    ).all()
+    decided_members = {tuple(row) for row in decided}
+    if any((c.family_name, c.given_name, c.birth_date) in decided_members for c in children):
+        return True
     for child in children:
         already = session.exec(
             select(IdentityReview.id).where(
                 IdentityReview.record_ref == f"link:{link.id}",
                 IdentityReview.family_name == child.family_name,
                 IdentityReview.given_name == child.given_name,
-                IdentityReview.status == ReviewStatus.open,
             )
         ).first()
         if already is None:

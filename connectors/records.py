@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from typing import Any, Literal
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from app.roster.models import Homeroom, Sex, Student
 from app.sources.models import (
@@ -74,6 +74,27 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def _iso(value: Any) -> Any:
+    # The standard library's parser gives a UTC time the one shared `UTC` tzinfo, so the many
+    # comparisons of modification times (cursor, repeats across pages) need no offset look-ups;
+    # pydantic-core's own tzinfo is looked up on every comparison. Bad text still fails.
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+Moment = Annotated[AwareDatetime, BeforeValidator(_iso)]
+"""An aware time as ISO 8601 text."""
+JST = timedelta(hours=9)
+
+
+def _school_day(moment: datetime) -> date:
+    """The day in Japan, where the school is."""
+    return (moment.astimezone(UTC) + JST).date()
+
+
+def _term_start(school_year: int, term: int) -> date:
+    return date(school_year + 1, 1, 1) if term == 3 else date(school_year, 4 if term == 1 else 9, 1)
+
+
 class WireRecord(BaseModel):
     """Fields every record shares. `modified` drives the incremental cursor."""
 
@@ -81,7 +102,7 @@ class WireRecord(BaseModel):
 
     id: str = Field(min_length=1, max_length=128)
     status: Literal["active", "tobedeleted"] = "active"
-    modified: AwareDatetime = Field(alias="updatedAt")
+    modified: Moment = Field(alias="updatedAt")
     student: str = Field(min_length=1, max_length=32)
 
     @abstractmethod
@@ -92,12 +113,19 @@ class WireRecord(BaseModel):
     def row(self, student_id: int) -> dict[str, Any]:
         """The row this record becomes (without provenance)."""
 
+    @abstractmethod
+    def first_day(self) -> date:
+        """The first day the record is about: a consent's data range starts on a day."""
+
 
 class AttendanceRecord(WireRecord):
     day: date = Field(alias="date")
     mark: AttendanceMark
     # Codes are checked by pydantic-core (a Literal) and mapped in row(): no Python per record.
     reason: Literal["01", "02", "03", "09", "21", "22"] | None = None
+
+    def first_day(self) -> date:
+        return self.day
 
     def key(self, student_id: int) -> tuple[Any, ...]:
         return (student_id, self.day, self.mark)
@@ -108,10 +136,13 @@ class AttendanceRecord(WireRecord):
 
 
 class NurseVisitRecord(WireRecord):
-    visited_at: AwareDatetime = Field(alias="visitedAt")
+    visited_at: Moment = Field(alias="visitedAt")
     complaint: Literal["頭痛", "腹痛", "けが", "体調不良", "気持ち", "その他"]
     minutes: int | None = Field(default=None, ge=0, le=24 * 60)
     sent_home: bool | None = Field(default=None, alias="sentHome")
+
+    def first_day(self) -> date:
+        return _school_day(self.visited_at)
 
     def key(self, student_id: int) -> tuple[Any, ...]:
         return (student_id, _utc(self.visited_at))
@@ -131,6 +162,9 @@ class GradeRecordWire(WireRecord):
     term: int = Field(ge=1, le=3)
     subject: str = Field(min_length=1, max_length=16)
     score: int | None = Field(default=None, ge=0, le=100)
+
+    def first_day(self) -> date:
+        return _term_start(self.school_year, self.term)
 
     def key(self, student_id: int) -> tuple[Any, ...]:
         return (student_id, self.school_year, self.term, self.subject)
@@ -159,6 +193,9 @@ class FeeRecord(WireRecord):
             return f"{value}-01"
         return value
 
+    def first_day(self) -> date:
+        return self.month
+
     def key(self, student_id: int) -> tuple[Any, ...]:
         return (student_id, self.month)
 
@@ -176,6 +213,9 @@ class SchoolAidRecord(WireRecord):
     school_year: int = Field(alias="schoolYear", ge=2000, le=2100)
     aid_status: Literal["未申請", "申請中", "認定", "否認"] = Field(alias="aidStatus")
 
+    def first_day(self) -> date:
+        return date(self.school_year, 4, 1)
+
     def key(self, student_id: int) -> tuple[Any, ...]:
         return (student_id, self.school_year)
 
@@ -192,6 +232,9 @@ class LearningActivityRecord(WireRecord):
     sign_in_days: int | None = Field(default=None, alias="signInDays", ge=0, le=7)
     minutes: int | None = Field(default=None, ge=0)
 
+    def first_day(self) -> date:
+        return self.week_start
+
     def key(self, student_id: int) -> tuple[Any, ...]:
         return (student_id, self.week_start)
 
@@ -206,8 +249,11 @@ class LearningActivityRecord(WireRecord):
 
 class SubmissionRecord(WireRecord):
     assignment: str = Field(alias="assignmentId", min_length=1, max_length=64)
-    due_at: AwareDatetime = Field(alias="dueAt")
-    submitted_at: AwareDatetime | None = Field(default=None, alias="submittedAt")
+    due_at: Moment = Field(alias="dueAt")
+    submitted_at: Moment | None = Field(default=None, alias="submittedAt")
+
+    def first_day(self) -> date:
+        return _school_day(self.due_at)
 
     def key(self, student_id: int) -> tuple[Any, ...]:
         return (student_id, self.assignment)
@@ -225,6 +271,9 @@ class MoodRecord(WireRecord):
     day: date = Field(alias="date")
     weather: Literal["晴れ", "くもり", "雨", "かみなり"]
     comment: str | None = Field(default=None, max_length=200)
+
+    def first_day(self) -> date:
+        return self.day
 
     def key(self, student_id: int) -> tuple[Any, ...]:
         return (student_id, self.day)
@@ -262,7 +311,7 @@ class RosterStudent(BaseModel):
 
     sourced_id: str = Field(alias="sourcedId", min_length=1, max_length=32)
     status: Literal["active", "tobedeleted"] = "active"
-    modified: AwareDatetime = Field(alias="dateLastModified")
+    modified: Moment = Field(alias="dateLastModified")
     role: Literal["student"]
     family_name: str = Field(alias="familyName", min_length=1, max_length=32)
     given_name: str = Field(alias="givenName", min_length=1, max_length=32)

@@ -1,9 +1,11 @@
-"""Connector pages: the operator's list of sync runs, and the guardian's Myna Portal link."""
+"""Connector pages: the operators' sync runs, the quarantine and identity reviews a person decides,
+and the guardian's Myna Portal link."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -13,11 +15,11 @@ from starlette.concurrency import run_in_threadpool
 from app.core.config import get_settings
 from app.core.deps import SessionDep
 from app.core.errors import Forbidden
-from app.roster.models import StaffRole
+from app.roster.models import StaffRole, StaffUser
 from app.sessions import service as web_sessions
-from app.staff.deps import CurrentStaff
+from app.staff.deps import CurrentStaff, SignedIn
 from app.web import TEMPLATE_DIRS
-from connectors import myna, service
+from connectors import myna, review, service
 from connectors.tokens import unseal
 from consent.deps import CurrentGuardian
 
@@ -39,11 +41,84 @@ def sync_runs(request: Request, session: SessionDep, current: CurrentStaff) -> H
     if current.staff.role not in OPERATORS:
         raise Forbidden("この画面は運用担当者のみ利用できます。 / Operators only.")
     runs = service.recent_runs(session=session)
-    response = templates.TemplateResponse(
-        request, "connectors/sync_runs.html", {"current": current, "runs": runs}
+    return _page(
+        request,
+        "connectors/sync_runs.html",
+        {
+            "current": current,
+            "runs": runs,
+            "open": service.open_counts(session=session),
+            "may_decide": review.may_decide(current.rule),
+        },
     )
+
+
+def _decider(current: SignedIn) -> StaffUser:
+    if not review.may_decide(current.rule):
+        raise Forbidden("この画面は守秘義務のある市の担当者のみ利用できます。 / Municipal case workers only.")
+    return current.staff
+
+
+def _page(request: Request, name: str, context: dict[str, object]) -> HTMLResponse:
+    response = templates.TemplateResponse(request, name, context)
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@router.get("/quarantine", response_class=HTMLResponse)
+def quarantine_list(
+    request: Request, session: SessionDep, current: CurrentStaff, done: str = ""
+) -> HTMLResponse:
+    """隔離されたレコード / Quarantined records: the raw record, the reason, re-process or dismiss."""
+    staff = _decider(current)
+    items = review.open_quarantine(session=session, staff=staff)
+    return _page(request, "connectors/quarantine.html", {"current": current, "items": items, "done": done})
+
+
+@router.post("/quarantine/{record_id}/reprocess")
+async def quarantine_reprocess(
+    request: Request, session: SessionDep, current: CurrentStaff, record_id: int
+) -> RedirectResponse:
+    staff = _decider(current)
+    await web_sessions.verify_form_csrf(request=request, web_session=current.web_session)
+    outcome = await run_in_threadpool(review.reprocess, session=session, staff=staff, record_id=record_id)
+    return RedirectResponse(f"/staff/ops/quarantine?{urlencode({'done': outcome.message})}", status_code=303)
+
+
+@router.post("/quarantine/{record_id}/dismiss")
+async def quarantine_dismiss(
+    request: Request, session: SessionDep, current: CurrentStaff, record_id: int
+) -> RedirectResponse:
+    staff = _decider(current)
+    await web_sessions.verify_form_csrf(request=request, web_session=current.web_session)
+    await run_in_threadpool(review.dismiss, session=session, staff=staff, record_id=record_id)
+    return RedirectResponse("/staff/ops/quarantine?done=dismissed", status_code=303)
+
+
+@router.get("/reviews", response_class=HTMLResponse)
+def review_list(request: Request, session: SessionDep, current: CurrentStaff) -> HTMLResponse:
+    """本人確認の確認待ち / Identity matches a person decides."""
+    staff = _decider(current)
+    items = review.open_reviews(session=session, staff=staff)
+    return _page(request, "connectors/reviews.html", {"current": current, "items": items})
+
+
+@router.post("/reviews/{review_id}/decide")
+async def review_decide(
+    request: Request,
+    session: SessionDep,
+    current: CurrentStaff,
+    review_id: int,
+    student: Annotated[str, Form()],
+) -> RedirectResponse:
+    """The child the record is about, or `none`: a person's decision, never a guess."""
+    staff = _decider(current)
+    await web_sessions.verify_form_csrf(request=request, web_session=current.web_session)
+    chosen = None if student == "none" else int(student) if student.isdigit() else -1
+    await run_in_threadpool(
+        review.decide, session=session, staff=staff, review_id=review_id, student_id=chosen
+    )
+    return RedirectResponse("/staff/ops/reviews", status_code=303)
 
 
 guardian_router = APIRouter(prefix="/guardian/myna", include_in_schema=False)

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
+import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
@@ -24,7 +25,7 @@ from app.core.types import utcnow
 from app.roster.models import School
 from app.sources.models import Source
 from connectors.clients import SchoolClients
-from connectors.models import SyncRun, SyncStatus
+from connectors.models import IdentityReview, QuarantinedRecord, ReviewStatus, SyncRun, SyncStatus
 from connectors.myna import sync_links
 from connectors.sync import RunContext, execute
 
@@ -157,3 +158,16 @@ async def work(
 
 def recent_runs(*, session: Session, limit: int = 100) -> Sequence[SyncRun]:
     return session.exec(select(SyncRun).order_by(col(SyncRun.id).desc()).limit(limit)).all()
+
+
+def open_counts(*, session: Session) -> dict[str, int]:
+    """How many quarantined records and identity reviews wait for a person (counts only)."""
+    quarantined = session.exec(
+        select(sa.func.count())
+        .select_from(QuarantinedRecord)
+        .where(col(QuarantinedRecord.resolved_run_id).is_(None), col(QuarantinedRecord.closed_at).is_(None))
+    ).one()
+    reviews = session.exec(
+        select(sa.func.count()).select_from(IdentityReview).where(IdentityReview.status == ReviewStatus.open)
+    ).one()
+    return {"quarantined": quarantined, "reviews": reviews}

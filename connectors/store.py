@@ -10,10 +10,11 @@ same record again is not an update.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -127,24 +128,35 @@ def _load_stage(
     rows: Sequence[Mapping[str, Any]],
 ) -> None:
     raw = connection.connection.driver_connection
+    values = map(itemgetter(*columns), rows)
     if connection.dialect.name == "postgresql":
+        # psycopg writes a StrEnum by its value (str comes first in its MRO).
         with raw.cursor() as cursor, cursor.copy(f"COPY {name} ({', '.join(columns)}) FROM STDIN") as copy:  # type: ignore[union-attr]
-            for row in rows:
-                copy.write_row([_plain(row[c]) for c in columns])
+            for value in values:
+                copy.write_row(value)
         return
     # SQLite: store exactly what SQLAlchemy would (its own bind processors), so that the
     # comparison with rows written through the ORM is exact (dates and times are text there).
-    processors = [table.c[c].type.bind_processor(connection.dialect) for c in columns]
-    placeholders = ", ".join("?" for _ in columns)
-    values = [
-        tuple(
-            (p(_utc_naive(row[c])) if p else _utc_naive(row[c]))
-            for c, p in zip(columns, processors, strict=True)
-        )
-        for row in rows
+    processors = [
+        (i, p) for i, c in enumerate(columns) if (p := table.c[c].type.bind_processor(connection.dialect))
     ]
+    if processors:
+        values = map(_processed(processors), values)
+    placeholders = ", ".join("?" for _ in columns)
     statement = f"INSERT INTO {name} ({', '.join(columns)}) VALUES ({placeholders})"  # noqa: S608
     raw.executemany(statement, values)  # type: ignore[union-attr]
+
+
+def _processed(
+    processors: Sequence[tuple[int, Callable[[Any], Any]]],
+) -> Callable[[tuple[Any, ...]], list[Any]]:
+    def process(value: tuple[Any, ...]) -> list[Any]:
+        row = list(value)
+        for i, processor in processors:
+            row[i] = processor(_utc_naive(row[i]))
+        return row
+
+    return process
 
 
 def _utc_naive(value: Any) -> Any:

@@ -6,8 +6,11 @@ The order of a run:
 2. `consent.policy.authorize_many` names the children and the categories allowed for the
    early-support purpose (the uses are audited); a category no child allows is never asked for;
 3. per resource, page through the upstream from the cursor (minus an overlap window; children
-   whose grant is newer than the cursor's grant watermark get their whole history), validate
-   every record (invalid ones go to quarantine with the reason), and upsert in batches;
+   whose grant is newer than the cursor's grant watermark get their whole history, but never
+   anything about a day before their grant's `data_from`: school affairs is asked from that
+   day, the platform's earlier rows are dropped unstored), validate every record (a page in
+   one pydantic-core call; invalid ones go to quarantine with the reason), and upsert in
+   batches;
 4. before every request and every write, grants stopped since the run began (revoked, paused,
    expired, objected) are looked up: that child is asked for no more, and nothing more of
    theirs is stored;
@@ -23,7 +26,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from typing import Any, TypeVar
 
@@ -350,12 +353,10 @@ async def _stream(pages: AsyncIterator[Page], ctx: RunContext, on_page: Callable
     total: int | None = None
     async for page in pages:
         total = page.total if page.total is not None else total
-        for raw in page.records:
-            ref = raw.get("id", raw.get("sourcedId"))
-            if isinstance(ref, str):
-                if ref in seen:
-                    ctx.tally.duplicates += 1
-                seen.add(ref)
+        refs = [ref for raw in page.records if isinstance(ref := raw.get("id") or raw.get("sourcedId"), str)]
+        unique = set(refs)
+        ctx.tally.duplicates += len(refs) - len(unique) + len(unique & seen)
+        seen |= unique
         on_page(page)
     if total is not None and len(seen) < total:
         ctx.tally.note(
@@ -446,30 +447,16 @@ def _page_adapter(model: type[WireRecord]) -> TypeAdapter[list[WireRecord]]:
     return TypeAdapter(list[model])  # type: ignore[valid-type]
 
 
-def _validated(
-    model: type[WireRecord], items: list[tuple[dict[str, Any], int, int]]
-) -> Iterable[tuple[dict[str, Any], WireRecord | ValidationError, int, int]]:
-    """Each item's record, or the error that sends it to quarantine.
-
-    A page is validated in one call (fast); only a page with a bad record is done record by
-    record, to tell the good from the bad.
-    """
-    try:
-        records = _page_adapter(model).validate_python([raw for raw, _, _ in items])
-    except ValidationError:
-        for raw, student_id, grant_id in items:
-            try:
-                yield raw, model.model_validate(raw), student_id, grant_id
-            except ValidationError as exc:
-                yield raw, exc, student_id, grant_id
-        return
-    for (raw, student_id, grant_id), record in zip(items, records, strict=True):
-        yield raw, record, student_id, grant_id
-
-
-def _chunks(items: list[int], size: int) -> Iterable[list[int]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _by_first_day(
+    students: list[int], first_day: dict[int, date | None]
+) -> Iterable[tuple[list[int], date | None]]:
+    """The children in chunks of at most STUDENTS_PER_QUERY that share the first day of data."""
+    groups: dict[date | None, list[int]] = {}
+    for sid in students:
+        groups.setdefault(first_day[sid], []).append(sid)
+    for day, group in groups.items():
+        for start in range(0, len(group), STUDENTS_PER_QUERY):
+            yield group[start : start + STUDENTS_PER_QUERY], day
 
 
 async def sync_resource(ctx: RunContext, resource: Resource) -> None:
@@ -485,34 +472,76 @@ async def sync_resource(ctx: RunContext, resource: Resource) -> None:
     progress = Progress()
     pending: asyncio.Task[None] | None = None
 
+    # The first day each child's consent covers, where the family chose one (None: all).
+    firsts = await ctx.db(lambda s: policy.data_from(session=s, grant_ids=allowed.values()))
+    first_day = {sid: firsts.get(grant) for sid, grant in allowed.items()}
+    adapter = _page_adapter(resource.wire)
+    # student number → (student id, grant id, first day covered or None)
+    entitled: dict[str, tuple[int, int, date | None]] = {}
+    entitled_stops = -1  # how many stopped grants `entitled` has taken out
+
+    def permitted() -> dict[str, tuple[int, int, date | None]]:
+        """The children whose records may be kept now; rebuilt when a grant stops."""
+        nonlocal entitled_stops
+        if entitled_stops != len(ctx.stopped):
+            entitled_stops = len(ctx.stopped)
+            entitled.clear()
+            entitled.update(
+                (numbers[sid], (sid, grant, first_day[sid]))
+                for sid, grant in allowed.items()
+                if sid not in ctx.stopped
+            )
+        return entitled
+
     def on_page(page: Page) -> None:
         ctx.drift(resource.name, page, resource.wire)
         ctx.tally.fetched += len(page.records)
-        wanted: list[tuple[dict[str, Any], int, int]] = []
+        kept = permitted()
+        try:
+            # The whole page in one call (pydantic-core): the common case, no Python per field.
+            records = adapter.validate_python(page.records)
+        except ValidationError:
+            split_page(page, kept)
+            return
+        for record in records:
+            who = kept.get(record.student)
+            if who is None:
+                discard(record.student)
+            elif who[2] is not None and record.first_day() < who[2]:
+                ctx.tally.discarded += 1  # before the consent's data range
+            else:
+                add(record, who[0], who[1])
+
+    def split_page(page: Page, kept: dict[str, tuple[int, int, date | None]]) -> None:
+        """A page with a bad record, record by record. Consent first, validation second: a record
+        of a child without consent is dropped unseen even when it is malformed, so not even
+        quarantine keeps it. A record that names no child we know cannot be checked for consent
+        and is not kept either."""
         for raw in page.records:
-            # Consent first, validation second: a record of a child without consent is dropped
-            # unseen, even when it is malformed, so not even quarantine keeps it. A record that
-            # names no child we know cannot be checked for consent and is not kept either.
             student = raw.get("student")
-            student_id = ctx.students.get(student) if isinstance(student, str) else None
-            grant_id = allowed.get(student_id) if student_id is not None else None
-            if student_id is None or grant_id is None or student_id in ctx.stopped:
+            who = kept.get(student) if isinstance(student, str) else None
+            if who is None:
+                discard(student)
+                continue
+            try:
+                record = resource.wire.model_validate(raw)
+            except ValidationError as exc:
+                ctx.quarantine(buffer, progress, raw, _reason(exc), "updatedAt")
+                continue
+            if who[2] is not None and record.first_day() < who[2]:
                 ctx.tally.discarded += 1
-                if student_id is None and ctx.source is Source.school_affairs:
-                    ctx.tally.note(f"{resource.name}: a record named no child that was asked for; not kept")
                 continue
-            wanted.append((raw, student_id, grant_id))
-        for raw, record, student_id, grant_id in _validated(resource.wire, wanted):
-            if isinstance(record, ValidationError):
-                ctx.quarantine(buffer, progress, raw, _reason(record), "updatedAt")
-                continue
-            # Every valid record up to here was stored or deliberately discarded: the cursor may
-            # pass it.
-            if progress.newest is None or record.modified > progress.newest:
-                progress.newest = record.modified
-            add(record, student_id, grant_id)
+            add(record, who[0], who[1])
+
+    def discard(student: object) -> None:
+        ctx.tally.discarded += 1
+        if ctx.source is Source.school_affairs and student not in ctx.students:
+            ctx.tally.note(f"{resource.name}: a record named no child that was asked for; not kept")
 
     def add(record: WireRecord, student_id: int, grant_id: int) -> None:
+        # Every valid record up to here was stored or deliberately discarded: the cursor may pass it.
+        if progress.newest is None or record.modified > progress.newest:
+            progress.newest = record.modified
         key = record.key(student_id)
         earlier = buffer.modified.get(key)
         if earlier is not None and earlier > record.modified:
@@ -576,13 +605,15 @@ async def sync_resource(ctx: RunContext, resource: Resource) -> None:
             )
             progress.complete &= await _stream(_flushing(_ahead(pages), buffer, flush), ctx, on_page)
         else:
+            # Children are asked for in groups that share a first day of data, so the request
+            # names the consented range and nothing earlier is sent at all.
             for group, group_since in ((fresh, None), (known, since)):
-                for chunk in _chunks(group, STUDENTS_PER_QUERY):
+                for chunk, data_from in _by_first_day(group, first_day):
                     await ctx.db(ctx.refresh_stopped)
                     asked = [numbers[sid] for sid in chunk if sid not in ctx.stopped]
                     if asked:
                         pages = ctx.clients.school_affairs.query(
-                            resource.name, ctx.school_code, asked, since=group_since
+                            resource.name, ctx.school_code, asked, since=group_since, data_from=data_from
                         )
                         progress.complete &= await _stream(_ahead(pages), ctx, on_page)
                     if len(buffer) >= BATCH_ROWS:

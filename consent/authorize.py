@@ -23,6 +23,7 @@ from consent import service
 from consent.models import AuthorizationRequest, Client
 from consent.notice import DATA_LIFE_DAYS, Notice, build_notice
 from consent.oauth import (
+    CLIENT_AUTH_METHODS,
     PUSHED_REQUEST_TTL,
     REQUEST_URI_PREFIX,
     AuthorizationServer,
@@ -238,7 +239,7 @@ def push(*, session: Session, request: TsunaguRequest) -> OAuthResponse:
     """POST /oauth/par (RFC 9126): an authenticated client pushes its request, gets a request_uri."""
     server = AuthorizationServer(session=session)
     try:
-        client = server.authenticate_client(request, ["client_secret_basic"], endpoint="par")
+        client = server.authenticate_client(request, CLIENT_AUTH_METHODS, endpoint="par")
         params = {k: v for k, v in request.payload.data.items() if k != "request_uri"}
         if "request_uri" in request.payload.data:
             raise InvalidRequestError("request_uri is not allowed in a pushed request")

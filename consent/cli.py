@@ -11,7 +11,7 @@ from rich.console import Console
 
 from app.core.db import session_scope
 from consent import clients, keys, receipts
-from consent.invitations import display, issue, issue_for_homeroom
+from consent.invitations import display, find_homeroom, issue, issue_for_homeroom
 from consent.letters import render_letters
 from consent.scopes import Purpose, Scope
 
@@ -30,20 +30,41 @@ def clients_add(
     scope: Annotated[list[Scope] | None, typer.Option(help="許可する項目 / allowed data scope")] = None,
     purpose: Annotated[list[Purpose] | None, typer.Option(help="許可する目的 / allowed purpose")] = None,
     require_par: Annotated[bool, typer.Option(help="PAR を必須にする / require pushed requests")] = False,
+    jwks: Annotated[
+        Path | None,
+        typer.Option(help="公開鍵 (JWKS) のファイル: private_key_jwt で認証 / public keys: private_key_jwt"),
+    ] = None,
 ) -> None:
-    """クライアントを登録する / Register a client; its secret is printed once."""
+    """クライアントを登録する / Register a client; its secret is printed once (none with --jwks)."""
     with session_scope() as session:
-        client, secret = clients.add_client(
-            session=session,
-            client_id=client_id,
-            name=name,
-            organisation=organisation,
-            redirect_uris=redirect_uri,
-            scopes=scope or list(Scope),
-            purposes=purpose or list(Purpose),
-            require_par=require_par,
-        )
+        secret: str | None = None
+        if jwks is not None:
+            client = clients.add_key_client(
+                session=session,
+                client_id=client_id,
+                name=name,
+                organisation=organisation,
+                redirect_uris=redirect_uri,
+                scopes=scope or list(Scope),
+                purposes=purpose or list(Purpose),
+                require_par=require_par,
+                jwks=orjson.loads(jwks.read_bytes()),
+            )
+        else:
+            client, secret = clients.add_client(
+                session=session,
+                client_id=client_id,
+                name=name,
+                organisation=organisation,
+                redirect_uris=redirect_uri,
+                scopes=scope or list(Scope),
+                purposes=purpose or list(Purpose),
+                require_par=require_par,
+            )
     out.print(f"client_id\t{client.client_id}")
+    if secret is None:
+        out.print("token_endpoint_auth_method\tprivate_key_jwt")
+        return
     out.print(f"client_secret\t{secret}")
     console.print("この秘密は二度と表示されません / the secret is not shown again")
 
@@ -88,8 +109,11 @@ def invitations_print(
 ) -> None:
     """招待状を印刷用PDFにする / New codes for a homeroom as one A4 PDF (old codes stop working)."""
     with session_scope() as session:
+        found_school, found_homeroom = find_homeroom(
+            session=session, school_code=school, homeroom_name=homeroom
+        )
         letters = issue_for_homeroom(
-            session=session, school_code=school, homeroom_name=homeroom, valid_days=days
+            session=session, school=found_school, homeroom=found_homeroom, valid_days=days
         )
         pdf = render_letters(letters)
     out.parent.mkdir(parents=True, exist_ok=True)

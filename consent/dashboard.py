@@ -15,7 +15,7 @@ from app.core.errors import BadRequest, NotFound
 from app.roster.models import GuardianLink, Student
 from consent import service
 from consent.authorize import guardian_actor, linked_children
-from consent.models import Client, ConsentEvent, ConsentGrant, ConsentReceipt, GrantEventKind
+from consent.models import Client, ConsentEvent, ConsentGrant, ConsentReceipt, GrantEventKind, GrantStatus
 from consent.notice import DATA_LIFE_DAYS, Notice, build_notice
 from consent.scopes import PURPOSE_WORDING, SCOPE_WORDING, Purpose, Scope
 
@@ -43,6 +43,12 @@ class GrantView:
     recipient: str
     receipt: ConsentReceipt | None
     events: Sequence[ConsentEvent]
+
+    @property
+    def status(self) -> GrantStatus:
+        """What the family should see now: a grant past its expiry is expired even before the
+        periodic job has recorded it (the policy already refuses it)."""
+        return service.effective_status(self.grant)
 
     @property
     def deletions(self) -> list[ConsentEvent]:
@@ -144,6 +150,10 @@ def act(*, session: Session, guardian_id: int, grant_id: int, action: str) -> Co
     if kind is None:
         raise NotFound(_NOT_FOUND)
     grant = grant_of(session=session, guardian_id=guardian_id, grant_id=grant_id)
+    if service.effective_status(grant) is GrantStatus.expired and grant.status is not GrantStatus.expired:
+        # Past its expiry: record that, rather than pause or resume a grant that allows nothing.
+        service.expire_due(session=session)
+        return grant
     return service.transition(session=session, grant=grant, kind=kind, actor=guardian_actor(guardian_id))
 
 

@@ -62,16 +62,30 @@ MaybeGuardian = Annotated[SignedInGuardian | None, Depends(optional_guardian)]
 CurrentGuardian = Annotated[SignedInGuardian, Depends(signed_in_guardian)]
 
 
-def safe_next(target: str | None) -> str:
-    """Only a path on this site under /guardian/ or /oauth/: ?next= cannot send anyone off-site."""
-    if (
+# notify's LINE account-link page sends a person to sign in (guardian or student) and back.
+LINE_LINK_PAGE = "/line/link"
+
+
+def _returnable(target: str | None, prefixes: tuple[str, ...]) -> bool:
+    return bool(
         target
-        and target.startswith(("/guardian/", "/oauth/authorize"))
+        and (
+            target.startswith(prefixes) or target == LINE_LINK_PAGE or target.startswith(LINE_LINK_PAGE + "?")
+        )
         and not target.startswith("//")
         and "\\" not in target
-    ):
-        return target
-    return "/guardian/"
+    )
+
+
+def safe_next(target: str | None) -> str:
+    """Only a path on this site under /guardian/, /oauth/ or the LINE link page: ?next= cannot
+    send anyone off-site."""
+    return target if target and _returnable(target, ("/guardian/", "/oauth/authorize")) else "/guardian/"
+
+
+def safe_student_next(target: str | None) -> str:
+    """Where a student goes after entering their code: their page, or back to the LINE link page."""
+    return target if target and _returnable(target, ("/student/",)) else "/student/"
 
 
 def sign_in_url(next_path: str) -> str:

@@ -13,7 +13,7 @@ from app.core.deps import SessionDep
 from app.core.errors import NotFound, Unauthorized
 from app.sessions import service as web_sessions
 from app.sessions.models import PrincipalKind
-from consent import dashboard, invitations, keys, policy, signin
+from consent import dashboard, invitations, keys, policy, service, signin
 from consent.deps import CurrentGuardian, WriteSession, safe_next
 from consent.models import ConsentGrant, ConsentReceipt
 from consent.receipts import verify as verify_receipt
@@ -216,7 +216,8 @@ def receipt_page(
     """The signed receipt of one grant, readable and downloadable."""
     grant, receipt = _receipt(session, current, grant_id)
     terms = verify_receipt(receipt.jws, jwks=keys.jwks(session=session))
-    return render(request, "consent/receipt.html", {"grant": grant, "receipt": receipt, "terms": terms})
+    context = {"grant": grant, "status": service.effective_status(grant), "receipt": receipt, "terms": terms}
+    return render(request, "consent/receipt.html", context)
 
 
 @router.get("/grants/{grant_id}/receipt.jws")

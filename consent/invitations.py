@@ -130,10 +130,8 @@ def issue(
     return invitation, code
 
 
-def issue_for_homeroom(
-    *, session: Session, school_code: str, homeroom_name: str, valid_days: int = DEFAULT_VALID_DAYS
-) -> list[Letter]:
-    """New codes for every enrolled child of a homeroom (its latest school year), in roll order."""
+def find_homeroom(*, session: Session, school_code: str, homeroom_name: str) -> tuple[School, Homeroom]:
+    """A homeroom by its school's code and its name (the latest school year's)."""
     school = session.exec(select(School).where(School.code == school_code)).first()
     if school is None:
         raise NotFound(f"no school with code {school_code!r}")
@@ -144,6 +142,13 @@ def issue_for_homeroom(
     ).first()
     if homeroom is None:
         raise NotFound(f"no homeroom {homeroom_name!r} at {school.name}")
+    return school, homeroom
+
+
+def issue_for_homeroom(
+    *, session: Session, school: School, homeroom: Homeroom, valid_days: int = DEFAULT_VALID_DAYS
+) -> list[Letter]:
+    """New codes for every enrolled child of a homeroom, in roll order (old codes stop working)."""
     students = session.exec(
         select(Student)
         .where(Student.homeroom_id == homeroom.id, col(Student.left_on).is_(None))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from functools import lru_cache
 from typing import Any
 
@@ -35,6 +36,30 @@ def _new_key() -> SigningKey:
     return SigningKey(kid=kid, algorithm=ALGORITHM, private_pem=pem, public_jwk=public_jwk)
 
 
+# The signing key as last read, and when: every token exchange signs, and reading the key
+# row each time was a query per exchange. A rotation reaches every process within the TTL;
+# until then a process signs with the previous key, whose public half stays published, so its
+# tokens and receipts still verify. Revocation never depends on this cache.
+SIGNING_KEY_TTL_SECONDS = 30.0
+_signing: tuple[float, str, str] | None = None  # (read at, kid, private PEM)
+
+
+def forget_signing_key() -> None:
+    """Read the signing key afresh on the next signature (after a rotation, or a test's rollback)."""
+    global _signing
+    _signing = None
+
+
+def _signing_key(session: Session) -> tuple[str, str]:
+    global _signing
+    now = time.monotonic()
+    if _signing is None or now - _signing[0] > SIGNING_KEY_TTL_SECONDS:
+        key = current_key(session=session)
+        assert key.private_pem is not None
+        _signing = (now, key.kid, key.private_pem)
+    return _signing[1], _signing[2]
+
+
 def current_key(*, session: Session) -> SigningKey:
     """The key that signs now; the first call on an empty installation creates one."""
     key = session.exec(
@@ -59,6 +84,7 @@ def rotate(*, session: Session) -> SigningKey:
     key = _new_key()
     session.add(key)
     session.flush()
+    forget_signing_key()  # this process signs with the new key at once
     return key
 
 
@@ -75,16 +101,8 @@ def _signer(kid: str, pem: str) -> Any:
 
 
 def sign_jwt(*, session: Session, claims: dict[str, Any], typ: str) -> str:
-    key = current_key(session=session)
-    assert key.private_pem is not None
-    return str(
-        jwt.encode(
-            claims,
-            _signer(key.kid, key.private_pem),
-            algorithm=ALGORITHM,
-            headers={"kid": key.kid, "typ": typ},
-        )
-    )
+    kid, pem = _signing_key(session)
+    return str(jwt.encode(claims, _signer(kid, pem), algorithm=ALGORITHM, headers={"kid": kid, "typ": typ}))
 
 
 def verify_jwt(

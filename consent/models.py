@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import StrEnum
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
@@ -55,12 +56,28 @@ class Client(SQLModel, table=True):
     secret_hash: str | None = Field(
         default=None, max_length=255, description="argon2 hash; NULL for a public client"
     )
+    jwks: dict[str, Any] | None = Field(
+        default=None, sa_type=sa.JSON, description="public keys for private_key_jwt; NULL: secret only"
+    )
     redirect_uris: list[str] = Field(default_factory=list, sa_type=sa.JSON)
     scopes: list[str] = Field(default_factory=list, sa_type=sa.JSON)
     purposes: list[str] = Field(default_factory=list, sa_type=sa.JSON)
     require_par: bool = False
     is_active: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_type=aware_datetime())
+
+
+class ClientAssertion(SQLModel, table=True):
+    """A `private_key_jwt` assertion already used (RFC 7523 §3: its `jti` is single use), kept
+    until it would have expired anyway."""
+
+    __tablename__ = "oauth_client_assertion"
+    __table_args__ = (sa.UniqueConstraint("client_id", "jti_hash"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    client_id: int = Field(foreign_key="oauth_client.id")
+    jti_hash: str = Field(max_length=64)
+    expires_at: datetime = Field(sa_type=aware_datetime(), index=True)
 
 
 class ConsentGrant(SQLModel, table=True):

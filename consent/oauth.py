@@ -20,13 +20,18 @@ from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import AuthorizationServer as AuthlibAuthorizationServer
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import ClientMixin, OAuth2Payload, OAuth2Request, grants
-from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
+from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidGrantError, InvalidRequestError
 from authlib.oauth2.rfc6749.util import scope_to_list
 from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oauth2.rfc9207 import IssuerParameter
 from jose import jwt
+from joserfc import jwt as joserfc_jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select, update
 
 from app.core.config import get_settings
@@ -36,6 +41,7 @@ from consent.models import (
     AuthorizationCode,
     AuthorizationRequest,
     Client,
+    ClientAssertion,
     ConsentGrant,
     GrantStatus,
     OAuthToken,
@@ -50,7 +56,11 @@ CODE_TTL = timedelta(seconds=60)
 PUSHED_REQUEST_TTL = timedelta(seconds=90)  # RFC 9126: well under 600 s
 CONSENT_REQUEST_TTL = timedelta(minutes=10)  # time the guardian has on the consent page
 REQUEST_URI_PREFIX = "urn:ietf:params:oauth:request_uri:"
-CLIENT_AUTH_METHODS = ["client_secret_basic"]
+SECRET_AUTH = "client_secret_basic"  # noqa: S105 - a method name
+KEY_AUTH = "private_key_jwt"
+CLIENT_AUTH_METHODS = [SECRET_AUTH, KEY_AUTH]
+ASSERTION_ALGORITHMS = ["ES256", "RS256"]  # what a client may sign its private_key_jwt with
+ASSERTION_MAX_LIFETIME = timedelta(minutes=10)
 GRANT_TYPES = ["authorization_code", "refresh_token"]
 
 
@@ -126,7 +136,8 @@ class OAuthClient(ClientMixin):  # type: ignore[misc]
         return secrets.compare_digest(digest(client_secret), self.row.secret_hash)
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        return method in CLIENT_AUTH_METHODS
+        # A client with registered keys authenticates with them; one without, with its secret.
+        return method == (KEY_AUTH if self.row.jwks else SECRET_AUTH)
 
     def check_response_type(self, response_type: str) -> bool:
         return response_type == "code"
@@ -358,6 +369,60 @@ class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         self.server.session.flush()
 
 
+# --- client authentication with a signed assertion (RFC 7523 §2.2, private_key_jwt) ---
+
+
+class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
+    """The client signs a short JWT with its own key; we check it against the keys registered
+    for it, and accept each assertion once."""
+
+    CLIENT_AUTH_METHOD = KEY_AUTH
+
+    def __init__(self, server: AuthorizationServer) -> None:
+        super().__init__()
+        self.server = server
+
+    def get_audiences(self) -> list[str]:
+        base = issuer()
+        return [
+            base,
+            f"{base}/oauth/token",
+            f"{base}/oauth/par",
+            f"{base}/oauth/revoke",
+            f"{base}/oauth/introspect",
+        ]
+
+    def resolve_client_public_key(self, client: OAuthClient) -> KeySet:
+        if not client.row.jwks:
+            raise InvalidClientError(description="no keys are registered for this client")
+        return KeySet.import_key_set(client.row.jwks)  # type: ignore[arg-type]
+
+    def process_assertion_claims(self, assertion: str, resolve_key: Any) -> Any:
+        try:
+            token = joserfc_jwt.decode(assertion, resolve_key, algorithms=ASSERTION_ALGORITHMS)
+        except JoseError as exc:
+            raise InvalidClientError(description="the client assertion does not verify") from exc
+        self.verify_claims(token.claims)
+        return token.claims
+
+    def validate_jti(self, claims: dict[str, Any], jti: str) -> bool:
+        expires = datetime.fromtimestamp(int(claims["exp"]), UTC)
+        if expires - utcnow() > ASSERTION_MAX_LIFETIME:
+            return False  # a long-lived assertion would have to be remembered for as long
+        client = self.server.query_client(str(claims["sub"]))
+        if client is None or client.row.id is None:
+            return False
+        session = self.server.session
+        try:
+            with session.begin_nested():
+                session.add(
+                    ClientAssertion(client_id=client.row.id, jti_hash=digest(str(jti)), expires_at=expires)
+                )
+        except IntegrityError:
+            return False  # seen before: a replay
+        return True
+
+
 # --- endpoints --------------------------------------------------------------------------
 
 
@@ -411,6 +476,7 @@ class AuthorizationServer(AuthlibAuthorizationServer):  # type: ignore[misc]
         self.session = session
         self.register_grant(CodeGrant, [S256Only(required=True)])
         self.register_grant(RefreshGrant)
+        self.register_client_auth_method(KEY_AUTH, PrivateKeyJWT(self))
         self.register_endpoint(Revocation)
         self.register_endpoint(Introspection)
         self.register_extension(_Issuer())
@@ -539,6 +605,12 @@ class AuthorizationServer(AuthlibAuthorizationServer):  # type: ignore[misc]
         return None
 
 
+def token_response(*, session: Session, request: TsunaguRequest) -> OAuthResponse:
+    """The token endpoint's answer, in the request's transaction."""
+    response: OAuthResponse = AuthorizationServer(session=session).create_token_response(request)
+    return response
+
+
 # --- revocation of issued tokens --------------------------------------------------------
 
 
@@ -637,10 +709,13 @@ def metadata() -> dict[str, Any]:
         "response_modes_supported": ["query"],
         "grant_types_supported": GRANT_TYPES,
         "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
         "revocation_endpoint": f"{base}/oauth/revoke",
         "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
         "introspection_endpoint": f"{base}/oauth/introspect",
         "introspection_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "revocation_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
+        "introspection_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGORITHMS,
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": True,
         "pushed_authorization_request_endpoint": f"{base}/oauth/par",

@@ -20,10 +20,11 @@ Learning which grants stopped (for connectors, notices, caches):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlmodel import Session
@@ -52,9 +53,12 @@ __all__ = [
     "authorize",
     "authorize_many",
     "check",
+    "data_from",
     "grants_stopped_since",
     "on_grant_stopped",
     "open_objections",
+    "snapshot",
+    "students_with_consent_changes",
 ]
 
 _grant: sa.Table = ConsentGrant.__table__  # type: ignore[attr-defined]
@@ -121,7 +125,8 @@ def notify_stopped(*, session: Session, stopped: StoppedGrant) -> None:
         callback(session, stopped)
 
 
-def _utc(at: datetime | None) -> datetime:
+def utc(at: datetime | None) -> datetime:
+    """AT as an aware UTC datetime (SQLite hands back naive ones); None is now."""
     if at is None:
         return utcnow()
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
@@ -129,9 +134,7 @@ def _utc(at: datetime | None) -> datetime:
 
 def _live(status: GrantStatus, starts_at: datetime, expires_at: datetime | None, at: datetime) -> bool:
     return (
-        status is GrantStatus.active
-        and _utc(starts_at) <= at
-        and (expires_at is None or _utc(expires_at) > at)
+        status is GrantStatus.active and utc(starts_at) <= at and (expires_at is None or utc(expires_at) > at)
     )
 
 
@@ -147,7 +150,9 @@ def _recipient_clause(client_pk: int | None) -> sa.ColumnElement[bool]:
     return _grant.c.client_id == client_pk
 
 
-def _open_objection(student_id: sa.ColumnElement[int] | int, purpose: Purpose) -> sa.Exists:
+def _open_objection(
+    student_id: sa.ColumnElement[int] | int, purpose: Purpose | sa.ColumnElement[str]
+) -> sa.Exists:
     return sa.exists().where(
         _objection.c.student_id == student_id,
         _objection.c.purpose == purpose,
@@ -155,33 +160,51 @@ def _open_objection(student_id: sa.ColumnElement[int] | int, purpose: Purpose) -
     )
 
 
-def _decide(
-    session: Session,
-    *,
-    student_id: int,
-    scope: Scope,
-    purpose: Purpose,
-    at: datetime,
-    client_pk: int | None,
+class _Permission(NamedTuple):
+    """One (scope, purpose) of one grant, with what decides whether the grant is live."""
+
+    id: int
+    status: GrantStatus
+    starts_at: datetime
+    expires_at: datetime | None
+    scope: str
+    purpose: str
+
+
+_PERMISSION_COLUMNS = (
+    _grant.c.student_id,
+    _grant.c.id,
+    _grant.c.status,
+    _grant.c.starts_at,
+    _grant.c.expires_at,
+    _permission.c.scope,
+    _permission.c.purpose,
+)
+_PERMISSIONS = sa.select(*_PERMISSION_COLUMNS).join(_permission, _permission.c.grant_id == _grant.c.id)
+# Built once: composing the statement cost as much as running it on the hot path.
+_ONE_CHILD = {
+    municipal: _PERMISSIONS.where(
+        _grant.c.student_id == sa.bindparam("student_id"),
+        _grant.c.client_id.is_(None) if municipal else _grant.c.client_id == sa.bindparam("client_pk"),
+    )
+    for municipal in (True, False)
+}
+_OPEN_OBJECTION = sa.select(
+    _open_objection(sa.bindparam("student_id"), sa.bindparam("purpose", type_=_objection.c.purpose.type))
+)
+
+
+def _decision(
+    rows: Sequence[_Permission], *, scope: Scope, purpose: Purpose, at: datetime, objected: Callable[[], bool]
 ) -> Decision:
-    rows = session.execute(
-        sa.select(
-            _grant.c.id,
-            _grant.c.status,
-            _grant.c.starts_at,
-            _grant.c.expires_at,
-            _permission.c.scope,
-            _permission.c.purpose,
-        )
-        .join(_permission, _permission.c.grant_id == _grant.c.id)
-        .where(_grant.c.student_id == student_id, _recipient_clause(client_pk))
-    ).all()
+    """The decision over one child's permissions for one recipient; `objected` is asked only
+    when a live grant would allow."""
     if not rows:
         return Decision(False, None, Reason.no_grant)
     live = [r for r in rows if _live(r.status, r.starts_at, r.expires_at, at)]
     allowing = [r.id for r in live if r.scope == scope and r.purpose == purpose]
     if allowing:
-        if session.execute(sa.select(_open_objection(student_id, purpose))).scalar():
+        if objected():
             return Decision(False, None, Reason.objection)
         return Decision(True, max(allowing), Reason.allowed)
     covering = [r for r in rows if r.scope == scope and r.purpose == purpose]
@@ -196,9 +219,29 @@ def _decide(
     return Decision(False, None, _why_not_live(latest.status, latest.starts_at, at))
 
 
+def _decide(
+    session: Session,
+    *,
+    student_id: int,
+    scope: Scope,
+    purpose: Purpose,
+    at: datetime,
+    client_pk: int | None,
+) -> Decision:
+    found = session.execute(
+        _ONE_CHILD[client_pk is None], {"student_id": student_id, "client_pk": client_pk}
+    ).all()
+    rows = [_Permission(*row[1:]) for row in found]
+
+    def objected() -> bool:
+        return bool(session.execute(_OPEN_OBJECTION, {"student_id": student_id, "purpose": purpose}).scalar())
+
+    return _decision(rows, scope=scope, purpose=purpose, at=at, objected=objected)
+
+
 def _why_not_live(status: GrantStatus, starts_at: datetime, at: datetime) -> Reason:
     if status is GrantStatus.active:
-        return Reason.grant_pending if _utc(starts_at) > at else Reason.grant_expired
+        return Reason.grant_pending if utc(starts_at) > at else Reason.grant_expired
     return {
         GrantStatus.pending: Reason.grant_pending,
         GrantStatus.paused: Reason.grant_paused,
@@ -231,9 +274,75 @@ def check(
         student_id=student_id,
         scope=scope,
         purpose=purpose,
-        at=_utc(at),
+        at=utc(at),
         client_pk=client_pk,
     )
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The permissions of a set of children for one recipient, read once: each `decide` is then
+    a lookup in memory, for set-based planning (which children to fetch, which to screen).
+
+    A snapshot is as fresh as the moment it was read, so it lives for one unit of work (a
+    request, one batch of a job) and is never kept: a revocation committed after it was read
+    is seen by the next snapshot, as by the next `check`. Like `check`, it records nothing;
+    reading a child's data still goes through `authorize` or `authorize_many`.
+    """
+
+    at: datetime
+    permissions: dict[int, list[_Permission]]
+    objections: frozenset[tuple[int, Purpose]]
+    client_known: bool = True
+
+    def decide(self, student_id: int, scope: Scope, purpose: Purpose) -> Decision:
+        if not self.client_known:
+            return Decision(False, None, Reason.client_unknown)
+        return _decision(
+            self.permissions.get(student_id, []),
+            scope=scope,
+            purpose=purpose,
+            at=self.at,
+            objected=lambda: (student_id, purpose) in self.objections,
+        )
+
+
+def snapshot(
+    *,
+    session: Session,
+    student_ids: Collection[int] | None = None,
+    client_id: str | None = None,
+    at: datetime | None = None,
+) -> Snapshot:
+    """Read the permissions of STUDENT_IDS (None: every child) for the municipality, or for the
+    partner CLIENT_ID, in two queries: decide for many children without a query each."""
+    moment = utc(at)
+    client_pk = None
+    if client_id is not None:
+        client_pk = _client_pk(session, client_id)
+        if client_pk is None:
+            return Snapshot(moment, {}, frozenset(), client_known=False)
+    permissions: dict[int, list[_Permission]] = {}
+    objections: set[tuple[int, Purpose]] = set()
+    open_objections_query = sa.select(_objection.c.student_id, _objection.c.purpose).where(
+        _objection.c.resolved_at.is_(None)
+    )
+    query = _PERMISSIONS.where(_recipient_clause(client_pk))
+    ids = None if student_ids is None else sorted(set(student_ids))
+    chunks = (
+        [None] if ids is None else [ids[i : i + _STUDENT_CHUNK] for i in range(0, len(ids), _STUDENT_CHUNK)]
+    )
+    for chunk in chunks:
+        rows = session.execute(query if chunk is None else query.where(_grant.c.student_id.in_(chunk)))
+        for row in rows:
+            permissions.setdefault(row[0], []).append(_Permission(*row[1:]))
+        objected = session.execute(
+            open_objections_query
+            if chunk is None
+            else open_objections_query.where(_objection.c.student_id.in_(chunk))
+        )
+        objections.update((student, Purpose(purpose)) for student, purpose in objected)
+    return Snapshot(moment, permissions, frozenset(objections))
 
 
 def authorize(
@@ -246,7 +355,7 @@ def authorize(
     at: datetime | None = None,
 ) -> Decision:
     """May ACTOR use SCOPE of CHILD for PURPOSE now? The answer, allowed or not, is audited."""
-    moment = _utc(at)
+    moment = utc(at)
     client_pk: int | None = None
     decision: Decision | None = None
     if actor.kind is ActorKind.partner_client:
@@ -291,7 +400,7 @@ def authorize_many(
     """For every child with a live grant for PURPOSE: the allowed scopes among SCOPES, each with
     the grant that allows it. Children without one are absent. Each returned (child, scope)
     is recorded as a use, in bulk, in the caller's transaction."""
-    moment = _utc(at)
+    moment = utc(at)
     client_pk: int | None = None
     if actor.kind is ActorKind.partner_client:
         client_pk = _client_pk(session, actor.ref)
@@ -346,6 +455,21 @@ def authorize_many(
     return allowed
 
 
+def data_from(*, session: Session, grant_ids: Collection[int]) -> dict[int, date]:
+    """The first day of data each grant covers, for the grants that set one (no data about an
+    earlier day may be fetched or kept under it); a grant absent from the answer covers all."""
+    ids = sorted(set(grant_ids))
+    found: dict[int, date] = {}
+    for i in range(0, len(ids), _STUDENT_CHUNK):
+        rows = session.execute(
+            sa.select(_grant.c.id, _grant.c.data_from).where(
+                _grant.c.id.in_(ids[i : i + _STUDENT_CHUNK]), _grant.c.data_from.is_not(None)
+            )
+        )
+        found.update((grant_id, first) for grant_id, first in rows)
+    return found
+
+
 _STOPPING_EVENTS = (GrantEventKind.paused, GrantEventKind.revoked, GrantEventKind.expired)
 
 
@@ -354,7 +478,7 @@ def grants_stopped_since(
 ) -> list[StoppedGrant]:
     """Grants that stopped allowing use in (since, until]: paused, revoked, expired by status or
     by reaching `expires_at`, and grants whose purpose the student objected to. Oldest first."""
-    start, end = _utc(since), _utc(until)
+    start, end = utc(since), utc(until)
     found: list[StoppedGrant] = []
     event_rows = session.execute(
         sa.select(_grant, _event.c.kind, _event.c.at.label("stopped_at"))
@@ -388,6 +512,31 @@ def grants_stopped_since(
     return sorted(found, key=lambda s: (s.stopped_at, s.grant_id))
 
 
+def students_with_consent_changes(
+    *, session: Session, since: datetime, until: datetime | None = None
+) -> set[int]:
+    """Children whose consent may have changed in (since, until]: a grant given or moved, one
+    starting or expiring, an objection raised or resolved. For work that redoes only what
+    changed (incremental screening), so a family that just consented or stopped is not missed."""
+    start, end = utc(since), utc(until)
+
+    def within(column: sa.ColumnElement[datetime]) -> sa.ColumnElement[bool]:
+        return sa.and_(column > start, column <= end)
+
+    grants = sa.select(_grant.c.student_id).where(
+        sa.or_(
+            within(_grant.c.created_at),
+            within(_grant.c.status_changed_at),
+            within(_grant.c.starts_at),
+            within(_grant.c.expires_at),
+        )
+    )
+    objections = sa.select(_objection.c.student_id).where(
+        sa.or_(within(_objection.c.raised_at), within(_objection.c.resolved_at))
+    )
+    return set(session.execute(sa.union(grants, objections)).scalars())
+
+
 def _stopped(
     session: Session,
     row: sa.RowMapping,
@@ -405,7 +554,7 @@ def _stopped(
         student_id=row["student_id"],
         client_id=client_ref,
         status=status,
-        stopped_at=_utc(stopped_at),
+        stopped_at=utc(stopped_at),
         scopes=frozenset(Scope(s) for s in row["scopes"]),
         purposes=frozenset([only_purpose] if only_purpose else (Purpose(p) for p in row["purposes"])),
     )
@@ -419,7 +568,7 @@ def stopped_from_grant(grant: ConsentGrant, *, status: str, client_ref: str | No
         student_id=grant.student_id,
         client_id=client_ref,
         status=status,
-        stopped_at=_utc(grant.status_changed_at),
+        stopped_at=utc(grant.status_changed_at),
         scopes=frozenset(Scope(s) for s in grant.scopes),
         purposes=frozenset(Purpose(p) for p in grant.purposes),
     )
@@ -442,6 +591,6 @@ def open_objections(*, session: Session, student_ids: Collection[int] | None = N
     if student_ids is not None:
         query = query.where(_objection.c.student_id.in_(sorted(set(student_ids))))
     return [
-        OpenObjection(row.id, row.student_id, Purpose(row.purpose), _utc(row.raised_at), row.message)
+        OpenObjection(row.id, row.student_id, Purpose(row.purpose), utc(row.raised_at), row.message)
         for row in session.execute(query)
     ]

@@ -11,10 +11,10 @@ from collections.abc import Collection
 from dataclasses import replace
 from datetime import date, datetime
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from app.audit import service as audit
-from app.audit.actors import Actor
+from app.audit.actors import Actor, ActorKind
 from app.audit.models import Outcome
 from app.core.errors import BadRequest, Conflict, NotFound
 from app.core.types import utcnow
@@ -127,20 +127,25 @@ def transition(
     kind: GrantEventKind,
     actor: Actor,
     note: str | None = None,
+    at: datetime | None = None,
 ) -> ConsentGrant:
-    """Move a grant along its lifecycle (pause, resume, revoke, …) and record why and by whom."""
+    """Move a grant along its lifecycle (pause, resume, revoke, …) and record why and by whom.
+
+    `at` backdates the change to when it took effect (an expiry recorded after its moment)."""
     to_status, allowed_from = _TRANSITIONS[kind]
     if grant.status not in allowed_from:
         raise Conflict(f"この同意は {grant.status.value} です / grant is {grant.status.value}")
     now = utcnow()
+    effective = at or now
     grant.status = to_status
-    grant.status_changed_at = now
+    grant.status_changed_at = effective
     session.add(grant)
-    _record(session, grant, kind, actor, now, note=note)
+    _record(session, grant, kind, actor, effective, note=note, recorded_at=now)
     session.flush()
     assert grant.id is not None
-    if kind is GrantEventKind.revoked:
+    if kind in (GrantEventKind.revoked, GrantEventKind.expired):
         oauth.revoke_for_grant(session=session, grant_id=grant.id)
+    if kind is GrantEventKind.revoked:
         # Withdrawal deletes at once what was obtained under the grant (no law here requires
         # keeping it); the deletion record stays, the data does not.
         deleted = erasure.delete_obtained_under(session=session, grant_id=grant.id)
@@ -154,6 +159,51 @@ def transition(
             ),
         )
     return grant
+
+
+def effective_status(grant: ConsentGrant, *, at: datetime | None = None) -> GrantStatus:
+    """The grant's status, or EXPIRED once its expiry has passed (before `expire_due` records it)."""
+    live = grant.status in (GrantStatus.active, GrantStatus.paused)
+    if live and grant.expires_at is not None and policy.utc(grant.expires_at) <= policy.utc(at):
+        return GrantStatus.expired
+    return grant.status
+
+
+EXPIRE_BATCH = 1_000
+EXPIRY_ACTOR = Actor(kind=ActorKind.system, ref="consent.expiry", organisation="つなぐ / tsunagu")
+
+
+def expire_due(*, session: Session, at: datetime | None = None, limit: int = EXPIRE_BATCH) -> int:
+    """Grants past their expiry become EXPIRED, with everything a stop does: events, audit,
+    tokens revoked, `on_grant_stopped` callbacks. Returns how many.
+
+    The policy already refuses a grant past its expiry by time alone; this records the end and
+    tells those who must stop, at most LIMIT grants per call. Each change is dated at the
+    grant's own `expires_at`, so a poller of `policy.grants_stopped_since` sees it once. Rows
+    are claimed with SKIP LOCKED, so several workers may run it at once on PostgreSQL."""
+    moment = at or utcnow()
+    due = session.exec(
+        select(ConsentGrant)
+        .where(
+            col(ConsentGrant.status).in_([GrantStatus.active, GrantStatus.paused]),
+            col(ConsentGrant.expires_at).is_not(None),
+            col(ConsentGrant.expires_at) <= moment,
+        )
+        .order_by(col(ConsentGrant.expires_at))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for grant in due:
+        assert grant.expires_at is not None
+        transition(
+            session=session,
+            grant=grant,
+            kind=GrantEventKind.expired,
+            actor=EXPIRY_ACTOR,
+            note="有効期限 / expiry reached",
+            at=policy.utc(grant.expires_at),
+        )
+    return len(due)
 
 
 def raise_objection(
@@ -192,6 +242,29 @@ def raise_objection(
     return objection
 
 
+def resolve_objection(*, session: Session, actor: Actor, objection_id: int) -> Objection:
+    """Staff talked with the family about a student's objection: use for its purpose may resume."""
+    objection = session.get(Objection, objection_id)
+    if objection is None or objection.resolved_at is not None:
+        raise NotFound("その申し出は見つかりません。 / No such open objection.")
+    now = utcnow()
+    objection.resolved_at = now
+    session.add(objection)
+    session.flush()
+    audit.append(
+        session=session,
+        entry=audit.Entry(
+            actor=actor,
+            action="consent.objection_resolved",
+            outcome=Outcome.done,
+            student_id=objection.student_id,
+            purpose=objection.purpose.value,
+            at=now,
+        ),
+    )
+    return objection
+
+
 def _client_ref(session: Session, grant: ConsentGrant) -> str | None:
     if grant.client_id is None:
         return None
@@ -207,7 +280,10 @@ def _record(
     at: datetime,
     *,
     note: str | None,
+    recorded_at: datetime | None = None,
 ) -> None:
+    """The grant's event at AT (when it took effect), and its audit entry at RECORDED_AT (when
+    written; the audit log only moves forward)."""
     assert grant.id is not None
     session.add(
         ConsentEvent(
@@ -227,6 +303,6 @@ def _record(
             outcome=Outcome.done,
             student_id=grant.student_id,
             grant_id=grant.id,
-            at=at,
+            at=recorded_at or at,
         ),
     )

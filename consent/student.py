@@ -17,7 +17,7 @@ from app.roster.models import Student
 from app.sessions import service as web_sessions
 from app.sessions.models import PrincipalKind, WebSession
 from consent import invitations, policy, service
-from consent.deps import StudentSignInRequired, WriteSession
+from consent.deps import StudentSignInRequired, WriteSession, safe_student_next
 from consent.models import Client, ConsentGrant, GrantStatus
 from consent.scopes import Purpose
 from consent.web import render, templates
@@ -89,13 +89,15 @@ def shared_with(*, session: Session, student_id: int) -> list[Shared]:
     return items
 
 
-def _sign_in_page(request: Request, *, error: str | None = None, status_code: int = 200) -> HTMLResponse:
+def _sign_in_page(
+    request: Request, *, next_path: str, error: str | None = None, status_code: int = 200
+) -> HTMLResponse:
     carrier = Response()
     token = web_sessions.pre_session_csrf_token(request=request, response=carrier)
     page = render(
         request,
         "consent/student_sign_in.html",
-        {"csrf_token": token, "error": error},
+        {"csrf_token": token, "error": error, "next": next_path},
         status_code=status_code,
     )
     for cookie in carrier.headers.getlist("set-cookie"):
@@ -104,9 +106,9 @@ def _sign_in_page(request: Request, *, error: str | None = None, status_code: in
 
 
 @router.get("/sign-in", response_class=HTMLResponse)
-def sign_in_form(request: Request) -> HTMLResponse:
+def sign_in_form(request: Request, next: str | None = None) -> HTMLResponse:
     """生徒用コードの入力 / A student opens their page with a code from school."""
-    return _sign_in_page(request)
+    return _sign_in_page(request, next_path=safe_student_next(next))
 
 
 @router.post("/sign-in")
@@ -118,6 +120,7 @@ async def sign_in(
     """Use the code up and start a student session with a brand-new id."""
     await web_sessions.verify_form_csrf(request=request, web_session=None)
     form = await request.form()
+    next_path = safe_student_next(str(form.get("next", "")))
     address = request.client.host if request.client else "unknown"
     try:
         student = invitations.sign_in_student(
@@ -127,8 +130,10 @@ async def sign_in(
             typed=str(form.get("code", "")),
         )
     except (invitations.InvitationRefused, invitations.TooManyAttempts) as refused:
-        return _sign_in_page(request, error=refused.message, status_code=refused.status_code)
-    response = RedirectResponse("/student/", status_code=303)
+        return _sign_in_page(
+            request, next_path=next_path, error=refused.message, status_code=refused.status_code
+        )
+    response = RedirectResponse(next_path, status_code=303)
     assert student.id is not None
     web_sessions.start(
         session=session,

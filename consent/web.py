@@ -28,12 +28,13 @@ templates.env.globals["STATUS_WORDS"] = {
 }
 
 
-def _jst(moment: datetime) -> str:
+def jst(moment: datetime) -> str:
+    """A moment as the schools' local time (the settings' time zone), to the minute."""
     aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     return aware.astimezone(ZoneInfo(get_settings().timezone)).strftime("%Y-%m-%d %H:%M")
 
 
-templates.env.filters["jst"] = _jst
+templates.env.filters["jst"] = jst
 
 
 def render(request: Request, name: str, context: dict[str, Any], *, status_code: int = 200) -> HTMLResponse:

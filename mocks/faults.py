@@ -57,6 +57,7 @@ class Asked:
     resource: str | None
     students: list[str] | None
     at: float
+    data_from: str | None = None  # the first day of data asked for, where the request named one
 
 
 @dataclass
@@ -87,8 +88,10 @@ class StandInState:
         setattr(self.faults, knob, remaining - 1)
         return True
 
-    def record(self, *, path: str, resource: str | None, students: list[str] | None) -> None:
-        asked = Asked(path=path, resource=resource, students=students, at=time.time())
+    def record(
+        self, *, path: str, resource: str | None, students: list[str] | None, data_from: str | None = None
+    ) -> None:
+        asked = Asked(path=path, resource=resource, students=students, at=time.time(), data_from=data_from)
         self.asked.append(asked)
         del self.asked[:-10_000]
         for hook in self.on_request:

@@ -8,7 +8,9 @@ Assumed interface (the real ones are not public; shapes follow public outlines):
 - Records per resource, asked for named students only (the MIC smart-school outline's
   出欠 / 保健室利用 / 成績 resources, as a bulk query so a school's consented children fit in a
   few requests): `POST /api/v1/schools/{school}/{resource}/query?offset&limit&updated_since`
-  with `{"students": [...]}` → `{"records": [...], "total": N}`, oldest change first.
+  with `{"students": [...], "data_from": "YYYY-MM-DD" | null}` → `{"records": [...], "total": N}`,
+  oldest change first; `data_from` leaves out records about earlier days (mocks/school_data.py
+  `data_day`: the day, the visit, the month, the week, the due day, the term or school year).
   Resources: attendance (mark + reason code 01 病気 / 02 事故 / 03 家事・家族の世話 / 09 その他 /
   21 出席停止 / 22 忌引), nurse-visits, grades, fees, school-aid (就学援助).
 - `/_control/…`: the fault knobs (mocks/faults.py).
@@ -20,7 +22,7 @@ import base64
 import os
 import re
 import secrets
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated
 
 from fastapi import FastAPI, Form, Header, HTTPException, Query
@@ -48,6 +50,9 @@ DEMO_CLIENT_SECRET = "change-me-demo-only"  # noqa: S105 - the demo default, as 
 
 class StudentsQuery(BaseModel):
     students: list[str] = Field(max_length=1000)
+    data_from: date | None = Field(
+        default=None, description="only records about this day or later (a consent's data range)"
+    )
 
 
 def page(
@@ -146,9 +151,14 @@ def create_app(
         if resource not in RESOURCES:
             raise HTTPException(404, f"unknown resource {resource}")
         state.record(
-            path=f"/api/v1/schools/{school}/{resource}/query", resource=resource, students=body.students
+            path=f"/api/v1/schools/{school}/{resource}/query",
+            resource=resource,
+            students=body.students,
+            data_from=body.data_from.isoformat() if body.data_from else None,
         )
-        records = data.query(resource, school, students=body.students, since=updated_since)
+        records = data.query(
+            resource, school, students=body.students, since=updated_since, data_from=body.data_from
+        )
         chosen = page(
             records, state=state, data=data, resource=resource, school=school, offset=offset, limit=limit
         )

@@ -12,10 +12,40 @@ import bisect
 from collections import defaultdict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 Record = dict[str, Any]
+JST = timedelta(hours=9)
+TERM_STARTS = {1: (0, 4), 2: (0, 9), 3: (1, 1)}  # term → (years after the school year's, month)
+
+
+def data_day(resource: str, record: Record) -> date:
+    """The first day a record is about (school days in Japan time): a family's consent may cover
+    data only from a given day on."""
+    value = {
+        "attendance": "date",
+        "nurse-visits": "visitedAt",
+        "fees": "month",
+        "learning-activity": "weekStart",
+        "submissions": "dueAt",
+        "mood-checkins": "date",
+    }.get(resource)
+    if value is not None:
+        return _day(record[value])
+    year = int(record["schoolYear"])
+    if resource == "grades":
+        later, month = TERM_STARTS[int(record["term"])]
+        return date(year + later, month, 1)
+    return date(year, 4, 1)  # school-aid: the school year
+
+
+def _day(value: Any) -> date:
+    if isinstance(value, datetime):
+        return (value.astimezone(UTC) + JST).date()
+    if isinstance(value, str) and len(value) == 7:  # a month, YYYY-MM
+        return date.fromisoformat(f"{value}-01")
+    return value if isinstance(value, date) else date.fromisoformat(str(value))
 
 
 def _order(record: Record) -> tuple[datetime, str]:
@@ -80,8 +110,10 @@ class SchoolRecords:
         *,
         students: Collection[str] | None = None,
         since: datetime | None = None,
+        data_from: date | None = None,
     ) -> list[Record]:
-        """Records of a school (or of the named students only), oldest change first."""
+        """Records of a school (or of the named students only), oldest change first; with
+        DATA_FROM, only records about that day or later."""
         by_student = self.records.get(resource, {}).get(school, {})
         if students is None:
             # A whole school is asked for page after page: keep it sorted between changes.
@@ -89,15 +121,17 @@ class SchoolRecords:
             if ordered is None:
                 ordered = sorted((r for records in by_student.values() for r in records.values()), key=_order)
                 self._ordered[(resource, school)] = ordered
-            if since is None:
-                return ordered
-            return ordered[bisect.bisect_right(ordered, since, key=lambda r: r["updatedAt"]) :]
-        chosen = [
-            record
-            for student in students
-            if student in by_student
-            for record in by_student[student].values()
-            if since is None or record["updatedAt"] > since
-        ]
-        chosen.sort(key=_order)
-        return chosen
+            if since is not None:
+                ordered = ordered[bisect.bisect_right(ordered, since, key=lambda r: r["updatedAt"]) :]
+        else:
+            ordered = [
+                record
+                for student in students
+                if student in by_student
+                for record in by_student[student].values()
+                if since is None or record["updatedAt"] > since
+            ]
+            ordered.sort(key=_order)
+        if data_from is None:
+            return ordered
+        return [r for r in ordered if data_day(resource, r) >= data_from]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from collections.abc import Collection
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cache
 from typing import Any
@@ -29,8 +30,10 @@ from app.sources.models import (
     SchoolAidStatus,
 )
 from app.world.generator import District, WorldSpec
+from app.world.people import national_id_subject
 from mocks.myna_portal import MynaRecords, Resident
-from mocks.school_data import Record, SchoolRecords
+from mocks.national_id.app import Person
+from mocks.school_data import Record, SchoolRecords, data_day
 
 DEMO_STUDENTS = 600
 DEMO_SEED = 20261123
@@ -199,7 +202,15 @@ def load_district(data: SchoolRecords, district: District) -> None:
 
 
 class WorldRecords(SchoolRecords):
-    """SchoolRecords that fill themselves from the world, a district at a time, on first use."""
+    """SchoolRecords that fill themselves from the world, a district at a time, on first use.
+
+    A district put away keeps its latest changes (the last `TAIL` before its newest), so an
+    incremental question about it (`since` within that tail) is answered without building the
+    district again, as a real system answers from an index on its modification time.
+    """
+
+    TAIL = timedelta(days=2)
+    ROSTER = "roster"
 
     def __init__(self, spec: WorldSpec, *, keep_districts: int = 4) -> None:
         super().__init__()
@@ -209,6 +220,8 @@ class WorldRecords(SchoolRecords):
         self.district_of = {
             school.code: district for district in spec.districts for school in district.schools
         }
+        # (resource or ROSTER, school) → (the tail's start, its records oldest change first)
+        self.tails: dict[tuple[str, str], tuple[datetime, list[Record]]] = {}
 
     def ensure(self, school: str) -> None:
         district = self.district_of.get(school)
@@ -220,6 +233,7 @@ class WorldRecords(SchoolRecords):
         while len(self.loaded) >= self.keep:
             _, codes = self.loaded.popitem(last=False)
             for code in codes:
+                self._keep_tails(code)
                 self.roster.pop(code, None)
                 for resource, by_school in self.records.items():
                     by_school.pop(code, None)
@@ -228,13 +242,54 @@ class WorldRecords(SchoolRecords):
         first, second = district.schools
         self.loaded[district.index] = (first.code, second.code)
 
+    def _keep_tails(self, code: str) -> None:
+        users = super().students(code)
+        if users:
+            start = users[-1]["dateLastModified"] - self.TAIL
+            self.tails[(self.ROSTER, code)] = (start, [u for u in users if u["dateLastModified"] > start])
+        for resource in list(self.records):
+            ordered = super().query(resource, code)
+            if ordered:
+                start = ordered[-1]["updatedAt"] - self.TAIL
+                self.tails[(resource, code)] = (start, super().query(resource, code, since=start))
+
+    def _tail(self, resource: str, school: str, since: datetime | None) -> list[Record] | None:
+        """The records changed after SINCE, when a put-away district's tail holds them all."""
+        district = self.district_of.get(school)
+        tail = self.tails.get((resource, school))
+        if since is None or district is None or district.index in self.loaded or tail is None:
+            return None
+        start, records = tail
+        return records if since >= start else None
+
     def students(self, school: str, *, since: datetime | None = None) -> list[Record]:
+        tail = self._tail(self.ROSTER, school, since)
+        if tail is not None:
+            return [u for u in tail if since is None or u["dateLastModified"] > since]
         self.ensure(school)
         return super().students(school, since=since)
 
-    def query(self, resource: str, school: str, **kwargs: Any) -> list[Record]:
+    def query(
+        self,
+        resource: str,
+        school: str,
+        *,
+        students: Collection[str] | None = None,
+        since: datetime | None = None,
+        data_from: date | None = None,
+    ) -> list[Record]:
+        tail = self._tail(resource, school, since)
+        if tail is not None:
+            named = None if students is None else set(students)
+            return [
+                r
+                for r in tail
+                if (since is None or r["updatedAt"] > since)
+                and (named is None or r["student"] in named)
+                and (data_from is None or data_day(resource, r) >= data_from)
+            ]
         self.ensure(school)
-        return super().query(resource, school, **kwargs)
+        return super().query(resource, school, students=students, since=since, data_from=data_from)
 
 
 @cache
@@ -322,3 +377,47 @@ def demo_myna_residents() -> MynaRecords:
     students = int(os.environ.get("TSUNAGU_DEMO_STUDENTS", DEMO_STUDENTS))
     seed = int(os.environ.get("TSUNAGU_DEMO_SEED", DEMO_SEED))
     return myna_residents(WorldSpec(students=students, seed=seed))
+
+
+def national_id_people(spec: WorldSpec) -> list[Person]:
+    """Every guardian of the world as the national-ID login knows them (the subject tsunagu's seed
+    gave them), with their children's school and homeroom to help a demo visitor pick one."""
+    people: list[Person] = []
+    for district in spec.districts:
+        tables: dict[Any, list[dict[str, Any]]] = {}
+        for rows in district.roster_rows():
+            tables.setdefault(rows.table, []).extend(rows.records())
+        schools = {s["id"]: s["name"] for s in tables[School]}
+        homerooms = {h["id"]: h["name"] for h in tables.get(Homeroom, [])}
+        students = {s["id"]: s for s in tables.get(Student, [])}
+        children: dict[int, list[str]] = {}
+        relationship: dict[int, str] = {}
+        for link in tables.get(GuardianLink, []):
+            child = students[link["student_id"]]
+            children.setdefault(link["guardian_id"], []).append(
+                f"{schools[child['school_id']]} {homerooms.get(child['homeroom_id'], '')} "
+                f"{child['family_name']} {child['given_name']}"
+            )
+            relationship[link["guardian_id"]] = link["relationship"]
+        for guardian in tables.get(Guardian, []):
+            birth = guardian["birth_date"]
+            people.append(
+                Person(
+                    sub=national_id_subject(guardian["id"]),
+                    name=f"{guardian['family_name']} {guardian['given_name']}",
+                    address=guardian["address"] or "",
+                    birthdate=birth.isoformat() if birth else "",
+                    gender="female" if relationship.get(guardian["id"]) == "母" else "male",
+                    kana=f"{guardian['family_name_kana']} {guardian['given_name_kana']}",
+                    children=tuple(children.get(guardian["id"], [])),
+                )
+            )
+    return people
+
+
+@cache
+def demo_national_id_people() -> list[Person]:
+    """The guardians `tsunagu run` seeds, as the stand-in's login page offers them."""
+    students = int(os.environ.get("TSUNAGU_DEMO_STUDENTS", DEMO_STUDENTS))
+    seed = int(os.environ.get("TSUNAGU_DEMO_SEED", DEMO_SEED))
+    return national_id_people(WorldSpec(students=students, seed=seed))

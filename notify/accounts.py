@@ -3,7 +3,9 @@
 Linking is the platform's link-token + nonce flow. A signed-in person asks to link; we make a
 random nonce (only its hash is kept), valid for as long as the link token (10 minutes), and
 send them to LINE's dialog with it. LINE then tells the webhook `accountLink` with the nonce;
-it must match one unused, unexpired nonce, which names the person. A nonce works once.
+it must match one unexpired nonce, which names the person. A nonce works once: its row is
+deleted when it comes back. Unlinking or blocking clears the link at once, so a LINE user id
+is tied to a person only while linked.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import hashlib
 import secrets
 from datetime import UTC, datetime, timedelta
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from app.core.types import utcnow
@@ -108,6 +111,8 @@ def start_link(*, session: Session, principal_kind: PrincipalKind, principal_id:
         raise ValueError("only guardians and students link a LINE account")
     nonce = secrets.token_urlsafe(32)
     now = utcnow()
+    # Nonces nobody brought back: gone once they cannot be used any more.
+    session.execute(sa.delete(LinkNonce).where(col(LinkNonce.expires_at) < now))
     session.add(
         LinkNonce(
             nonce_hash=nonce_hash(nonce),
@@ -124,18 +129,17 @@ def start_link(*, session: Session, principal_kind: PrincipalKind, principal_id:
 def complete_link(*, session: Session, account: LineAccount, nonce: str, succeeded: bool) -> bool:
     """LINE's accountLink event: link the account to the nonce's person when all is well.
 
-    A failed result, an unknown, used or expired nonce links nothing; a known nonce is used up
-    either way, so it can never be tried again.
+    A failed result, an unknown or expired nonce links nothing; a known nonce is used up (its
+    row deleted) either way, so it can never be tried again.
     """
     if not nonce:
         return False
     found = session.exec(
         select(LinkNonce).where(LinkNonce.nonce_hash == nonce_hash(nonce)).with_for_update()
     ).first()
-    if found is None or found.used_at is not None:
+    if found is None:
         return False
     now = utcnow()
-    found.used_at = now
     usable = succeeded and _aware(found.expires_at) > now
     if usable:
         _clear_link(account)
@@ -144,8 +148,7 @@ def complete_link(*, session: Session, account: LineAccount, nonce: str, succeed
         else:
             account.student_id = found.principal_id
         account.linked_at = now
-        found.line_account_id = account.id
         session.add(account)
-    session.add(found)
+    session.delete(found)
     session.flush()
     return usable

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from app.core.config import get_settings
 from app.core.db import session_scope
-from notify import campaigns, demo, outbox, sender
+from notify import campaigns, demo, outbox, personalised, sender
 
 console = Console(stderr=True)
 notify_cli = typer.Typer(
@@ -90,6 +90,14 @@ def status() -> None:
         pending = outbox.pending_recipients(session=session)
     Console().print(table)
     console.print(f"送信待ち / waiting to be sent: {pending}")
+
+
+@notify_cli.command("personalise")
+def personalise() -> None:
+    """個別のご案内を送信待ちにする / Queue personalised information for families who asked for it."""
+    with session_scope() as session:
+        planned = personalised.plan(session=session, settings=get_settings())
+    print(json.dumps(asdict(planned), ensure_ascii=False))
 
 
 @notify_cli.command("seed")

@@ -183,8 +183,10 @@ def link_invitation(*, link_url: str, contact: Contact) -> Message:
             "アカウント連携",
             "Link your account",
             [
-                "保護者ページにサインインして、このLINEとつなぎます。リンクは10分間有効です。",
-                "Sign in to the guardian page to link this LINE account. The link works for 10 minutes.",
+                "保護者の方はマイナンバーカードで、生徒のみなさんは学校でもらったコードでサインインして、"
+                "このLINEとつなぎます。リンクは10分間有効です。",
+                "Guardians sign in with their My Number card, students with the code from school, "
+                "to link this LINE account. The link works for 10 minutes.",
             ],
             [_uri("サインインして連携 / Sign in and link", link_url, primary=True)],
             contact,
@@ -277,3 +279,35 @@ def resource_carousel(*, cards: Sequence[ResourceCard], directory_url: str, cont
         )
     )
     return flex("地域の相談先 / Local support", {"type": "carousel", "contents": bubbles})
+
+
+@dataclass(frozen=True)
+class Guidance:
+    """A fixed template of personalised information: one support scheme, in general words.
+
+    It says what the scheme is and how to apply, never why this family is told (no benefit,
+    record or judgment behind the choice appears), and who answers questions about it.
+    """
+
+    title_ja: str
+    title_en: str
+    lines: tuple[str, ...]
+
+
+ASKED_FOR_GUIDANCE = (
+    "ご家庭に合った支援制度のご案内を希望された方にお送りしています。",
+    "You get this because you asked for news of schemes that may fit your family.",
+)
+
+
+def guidance(*, template: Guidance, details_url: str, contact: Contact) -> Message:
+    return flex(
+        f"{template.title_ja} / {template.title_en}",
+        _bubble(
+            template.title_ja,
+            template.title_en,
+            [*template.lines, *ASKED_FOR_GUIDANCE],
+            [_uri("詳しく・申請のしかた / Details", details_url, primary=True)],
+            contact,
+        ),
+    )

@@ -1,8 +1,9 @@
 """Notify tables: LINE accounts, the webhook inbox, link nonces, the support-resource directory.
 
 Only `notify/` reads or writes them. A LINE user id is kept while the person follows the
-account (it is needed to send them notices); it is tied to a guardian or a student only while
-linked, and erased (set to NULL) the moment they block the account.
+account (following is how a person opts in to universal notices, and the id is needed to send
+them); it is tied to a guardian or a student only while linked, and erased (set to NULL) the
+moment they block the account.
 """
 
 from __future__ import annotations
@@ -62,7 +63,9 @@ class LinkNonce(SQLModel, table=True):
     """A nonce handed to the LINE account-link dialog for a signed-in person; used once.
 
     Only its SHA-256 is stored: the nonce itself travels through LINE and comes back in the
-    accountLink event, where it must map to exactly one person.
+    accountLink event, where it must map to exactly one person. The row is deleted when the
+    event arrives (used up, whatever the result) or once expired, so nothing outside
+    `line_account` ever says which LINE account belonged to whom.
     """
 
     __tablename__ = "line_link_nonce"
@@ -73,8 +76,6 @@ class LinkNonce(SQLModel, table=True):
     principal_id: int
     created_at: datetime = Field(default_factory=utcnow, sa_type=aware_datetime())
     expires_at: datetime = Field(sa_type=aware_datetime())
-    used_at: datetime | None = Field(default=None, sa_type=aware_datetime())
-    line_account_id: int | None = Field(default=None, foreign_key="line_account.id")
 
 
 class ResourceKind(StrEnum):
@@ -227,6 +228,7 @@ class Notification(SQLModel, table=True):
         default=None, index=True, description="personalised info: the grant allowing it"
     )
     needs_link: bool = Field(default=False, description="aimed through the account's link: stops on unlink")
+    topic: str | None = Field(default=None, max_length=40, description="personalised info: which template")
     status: NotificationStatus = Field(
         default=NotificationStatus.queued, sa_type=enum_type(NotificationStatus)
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -12,13 +13,15 @@ from pydantic import ValidationError
 from sqlmodel import Session, col, select
 from starlette.datastructures import FormData
 
-from app.core.config import Settings
+from app.core.config import Mode, Settings
 from app.core.deps import SessionDep, SettingsDep
+from app.core.errors import Conflict, UpstreamError
 from app.core.types import utcnow
 from app.roster.models import School
 from app.sessions import service as web_sessions
 from notify import campaigns, outbox, resources
 from notify.deps import NoticeStaff
+from notify.line import Line, Outcome
 from notify.web import render
 
 router = APIRouter(prefix="/staff/notices", include_in_schema=False)
@@ -133,8 +136,43 @@ def notice(
             "school": session.get(School, campaign.school_id) if campaign.school_id else None,
             "zone": zone,
             "due": due.astimezone(zone),
+            "test_recipient": settings.notify_test_recipient,
+            "simulator": f"{settings.line_access_url.rstrip('/')}/phone/{settings.notify_test_recipient}"
+            if settings.mode is Mode.demo
+            else None,
+            "tested": request.query_params.get("tested") == "1",
         },
     )
+
+
+@router.post("/{campaign_id}/test")
+async def test_send_notice(
+    request: Request, session: SessionDep, settings: SettingsDep, current: NoticeStaff, campaign_id: int
+) -> Response:
+    """Send the notice to the municipality's own test phone, to see it as a family will.
+
+    Nothing goes to the outbox: the test phone is not a family, and a retry would only show
+    the staff member the same notice twice.
+    """
+    await web_sessions.verify_form_csrf(request=request, web_session=current.web_session)
+    campaign = campaigns.get(session=session, campaign_id=campaign_id)
+    if settings.notify_test_recipient is None:
+        raise Conflict(
+            "試し送り先のテスト端末が設定されていません（TSUNAGU_NOTIFY_TEST_RECIPIENT）。 / "
+            "No test phone is set up (TSUNAGU_NOTIFY_TEST_RECIPIENT)."
+        )
+    async with Line(settings) as line:
+        result = await line.push(
+            to=settings.notify_test_recipient, messages=campaign.messages, retry_key=str(uuid.uuid4())
+        )
+    if result.outcome is not Outcome.sent:
+        raise UpstreamError(
+            f"LINE がテスト端末への送信を受け付けませんでした（{result.status}）。"
+            "時間をおいてお試しください。 / "
+            f"LINE did not accept the test send ({result.status}); please try again later.",
+            retryable=result.outcome in (Outcome.retry, Outcome.rate_limited),
+        )
+    return RedirectResponse(f"/staff/notices/{campaign_id}?tested=1", status_code=303)
 
 
 @router.post("/{campaign_id}/schedule")

@@ -118,6 +118,7 @@ def enqueue(
     campaign_id: int | None = None,
     grant_id: int | None = None,
     needs_link: bool = False,
+    topic: str | None = None,
 ) -> Queued:
     """Queue MESSAGES for the accounts (in the caller's transaction; flushes, never commits)."""
     due = outside_quiet_hours(due, settings)
@@ -132,6 +133,7 @@ def enqueue(
             "line_account_id": account_id,
             "grant_id": grant_id,
             "needs_link": needs_link,
+            "topic": topic,
             "status": NotificationStatus.skipped,
             "reason": "frequency cap",
             "created_at": now,
@@ -164,6 +166,7 @@ def enqueue(
                 "line_account_id": account_id,
                 "grant_id": grant_id,
                 "needs_link": needs_link,
+                "topic": topic,
                 "status": NotificationStatus.queued,
                 "reason": None,
                 "created_at": now,

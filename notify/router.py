@@ -1,4 +1,4 @@
-"""Notify's HTTP surface: the LINE webhook and the account-link pages for guardians and students."""
+"""Notify's HTTP surface: the LINE webhook and the account-link page for guardians and students."""
 
 from __future__ import annotations
 
@@ -64,19 +64,30 @@ def _checked_token(link_token: str) -> str:
     return link_token
 
 
+def _home(person: WebSession | None) -> str:
+    return "/student/" if person and person.principal_kind is PrincipalKind.student else "/guardian/"
+
+
 @router.get("/line/link", response_class=HTMLResponse, include_in_schema=False)
-def link_page(request: Request, session: SessionDep, linkToken: str = "") -> HTMLResponse:
-    """Confirm linking this LINE account to the signed-in guardian or student."""
-    token = _checked_token(linkToken)
+def link_page(
+    request: Request, session: SessionDep, linkToken: str = "", unlinked: bool = False
+) -> HTMLResponse:
+    """With a token from LINE: confirm linking it to the signed-in guardian or student.
+    Without: the signed-in person's LINE links, and a way to remove them."""
+    token = _checked_token(linkToken) if linkToken else None
     person = _signed_in(request, session)
-    here = f"/line/link?{urlencode({'linkToken': token})}"
+    here = f"/line/link?{urlencode({'linkToken': token})}" if token else "/line/link"
     return render(
         request,
         "notify/link.html",
         {
             "person": person,
+            "student": person is not None and person.principal_kind is PrincipalKind.student,
             "link_token": token,
-            "sign_in_url": f"/guardian/sign-in?next={quote(here)}",
+            "unlinked": unlinked,
+            "guardian_sign_in": f"/guardian/sign-in?next={quote(here, safe='')}",
+            "student_sign_in": f"/student/sign-in?next={quote(here, safe='')}",
+            "home": _home(person),
             "links": accounts.links_of(
                 session=session, principal_kind=person.principal_kind, principal_id=person.principal_id
             )
@@ -111,11 +122,12 @@ async def start_link(
 
 @router.post("/line/unlink", include_in_schema=False)
 async def unlink_all(request: Request, session: SessionDep) -> Response:
-    """Remove every LINE link of the signed-in person at once."""
+    """Remove every LINE link of the signed-in person at once; what needed the link stops too."""
     person = _signed_in(request, session)
     await web_sessions.verify_form_csrf(request=request, web_session=person)
-    if person is not None:
-        accounts.unlink_person(
-            session=session, principal_kind=person.principal_kind, principal_id=person.principal_id
-        )
-    return render(request, "notify/unlinked.html", {})
+    if person is None:
+        return RedirectResponse("/line/link", status_code=303)
+    accounts.unlink_person(
+        session=session, principal_kind=person.principal_kind, principal_id=person.principal_id
+    )
+    return RedirectResponse("/line/link?unlinked=1", status_code=303)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -53,28 +53,37 @@ class Labels:
     truth: dict[Category, set[int]]  # children with signs by the as-of day
     later: dict[Category, set[int]]  # labelled, but the onset is after the as-of day
     labelled: int
+    planted: dict[str, set[int]] = field(default_factory=dict)  # by the world's own label, onset passed
+
+    def measured(self, category: Category) -> bool:
+        """Whether the labels plant this category at all: if not, precision cannot be known."""
+        return bool(self.truth.get(category) or self.later.get(category))
 
 
 def load_labels(path: Path, *, as_of: date) -> Labels:
     document = json.loads(path.read_text(encoding="utf-8"))
     truth: dict[Category, set[int]] = defaultdict(set)
     later: dict[Category, set[int]] = defaultdict(set)
+    planted: dict[str, set[int]] = defaultdict(set)
     entries = document["labels"] if isinstance(document, dict) else document
     for entry in entries:
         if entry["category"] not in LABEL_CATEGORIES:
             raise ValueError(f"unknown label category {entry['category']!r} in {path}")
         category = LABEL_CATEGORIES[entry["category"]]
+        onset = entry.get("onset")
+        shows = onset is None or date.fromisoformat(onset) <= as_of
+        if shows:
+            planted[entry["category"]].add(int(entry["student_id"]))
         if category is None:
             continue
-        onset = entry.get("onset")
-        if onset is None or date.fromisoformat(onset) <= as_of:
-            truth[category].add(int(entry["student_id"]))
-        else:
-            later[category].add(int(entry["student_id"]))
-    return Labels(dict(truth), dict(later), len(entries))
+        (truth if shows else later)[category].add(int(entry["student_id"]))
+    return Labels(dict(truth), dict(later), len(entries), dict(planted))
 
 
-def _score(fired: set[int], truth: set[int]) -> dict[str, Any]:
+def _score(fired: set[int], truth: set[int], measured: bool = True) -> dict[str, Any]:
+    """Counts, precision and recall; without planted truth for the category only the count."""
+    if not measured:
+        return {"alerts": len(fired), "measured": False, "precision": None, "recall": None}
     hits = len(fired & truth)
     return {
         "alerts": len(fired),
@@ -84,6 +93,14 @@ def _score(fired: set[int], truth: set[int]) -> dict[str, Any]:
         "precision": round(hits / len(fired), 4) if fired else None,
         "recall": round(hits / len(truth), 4) if truth else None,
     }
+
+
+def _planted_among(fired: set[int], labels: Labels) -> dict[str, int]:
+    """How many of the children a rule flagged carry each planted label (or none): where its
+    alerts really land, also for a category the labels do not plant."""
+    found = {name: len(fired & ids) for name, ids in sorted(labels.planted.items()) if fired & ids}
+    labelled = set().union(*labels.planted.values()) if labels.planted else set()
+    return {**found, "none": len(fired - labelled)}
 
 
 def _ids(mask: NDArray[np.bool_], student_ids: NDArray[np.int64]) -> set[int]:
@@ -140,7 +157,8 @@ def run_backtest(
             "category": result.rule.category.value,
             "status": "live" if result in evaluation.live else "trial",
             "version": result.rule.version,
-            **_score(fired, truth[result.rule.category]),
+            **_score(fired, truth[result.rule.category], labels.measured(result.rule.category)),
+            "planted_labels": _planted_among(fired, labels),
             "insufficient_data": int(result.insufficient.sum()),
             "not_consented": int(result.not_consented.sum()),
         }
@@ -160,6 +178,7 @@ def run_backtest(
             continue
         mask = np.logical_or.reduce([r.fired for r in live])
         fired = _ids(mask, ids)
+        measured = labels.measured(category)
         by_group: dict[str, dict[str, Any]] = {}
         for group, values in groups.items():
             column = np.array(values)
@@ -167,13 +186,16 @@ def run_backtest(
                 value: {
                     "children": int((column == value).sum()),
                     **_score(
-                        _ids(mask & (column == value), ids), truth[category] & _ids(column == value, ids)
+                        _ids(mask & (column == value), ids),
+                        truth[category] & _ids(column == value, ids),
+                        measured,
                     ),
                 }
                 for value in sorted(set(values))
             }
         categories_out[category.value] = {
-            **_score(fired, truth[category]),
+            **_score(fired, truth[category], measured),
+            "planted_labels": _planted_among(fired, labels),
             "labelled_later": len(labels.later.get(category, set()) & screened),
             "groups": by_group,
         }

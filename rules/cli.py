@@ -16,7 +16,8 @@ from app.core.config import get_settings
 from app.core.db import get_engine, session_scope
 from app.core.errors import BadRequest, NotFound
 from app.core.types import utcnow
-from app.roster.models import Municipality, School, StaffRole, StaffUser
+from app.roster.models import Municipality, School, StaffRole
+from app.staff import accounts as staff_accounts
 from consent.scopes import Purpose
 from rules import backtest, engine, queue
 from rules.catalog import CatalogError, RuleStatus, live_catalog, load_catalog
@@ -100,7 +101,7 @@ def promote(
     if rule.status is not RuleStatus.trial:
         raise BadRequest(f"{rule_id} is already live")
     with session_scope() as session:
-        admin = session.exec(select(StaffUser).where(StaffUser.login == by)).first()
+        admin = staff_accounts.by_login(session=session, login=by)
         if admin is None or admin.role is not StaffRole.administrator or not admin.is_active:
             raise BadRequest(f"{by!r} is not an active administrator")
         promotion = session.get(RulePromotion, rule_id) or RulePromotion(

@@ -21,7 +21,8 @@ this module to:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -48,6 +49,7 @@ from app.sources.models import (
     SchoolAidStatus,
     Weather,
 )
+from consent.scopes import Scope
 from rules.features import FEATURES, Family, Window, school_year_start, window_start
 
 _student: sa.Table = Student.__table__  # type: ignore[attr-defined]
@@ -575,22 +577,26 @@ def _flag(value: sa.ColumnElement[Any]) -> sa.ColumnElement[int]:
     return sa.case((value.is_(True), 1), (value.is_(False), 0), else_=sa.null())
 
 
-def _latest(base: sa.CTE, table: sa.Table, as_of: date, *keys: str) -> sa.Subquery:
-    """Each child's (per key) row with the newest as_of on or before the day."""
-    newest = (
-        sa.select(
-            table.c.student_id,
-            *[table.c[k] for k in keys],
-            sa.func.max(table.c.as_of).label("as_of"),
+def _latest(
+    base: sa.CTE, table: sa.Table, as_of: date, *keys: str, only: sa.ColumnElement[bool] | None = None
+) -> sa.Subquery:
+    """Each child's (per key) row with the newest as_of on or before the day: numbered newest
+    first in one pass over the child's rows, rather than a self-join on the newest date."""
+    newest_first = (
+        sa.func.row_number()
+        .over(
+            partition_by=[table.c.student_id, *[table.c[k] for k in keys]],
+            order_by=table.c.as_of.desc(),
         )
+        .label("newest_first")
+    )
+    numbered = (
+        sa.select(table, newest_first)
         .join(base, base.c.id == table.c.student_id)
-        .where(table.c.as_of <= as_of)
-        .group_by(table.c.student_id, *[table.c[k] for k in keys])
+        .where(table.c.as_of <= as_of, sa.true() if only is None else only)
         .subquery()
     )
-    match = [table.c.student_id == newest.c.student_id, table.c.as_of == newest.c.as_of]
-    match += [table.c[k] == newest.c[k] for k in keys]
-    return sa.select(table).join(newest, sa.and_(*match)).subquery()
+    return sa.select(numbered).where(numbered.c.newest_first == 1).subquery()
 
 
 _BENEFIT_FEATURES = {
@@ -604,7 +610,8 @@ def _family_status(base: sa.CTE, period: Period, wanted: Collection[str]) -> sa.
     query = sa.select(base.c.id).select_from(base)
     benefit_names = [name for name in _BENEFIT_FEATURES if name in wanted]
     if benefit_names:
-        latest = _latest(base, _benefit, period.as_of, "benefit")
+        kinds = [_BENEFIT_FEATURES[name] for name in benefit_names]
+        latest = _latest(base, _benefit, period.as_of, "benefit", only=_benefit.c.benefit.in_(kinds))
         benefits = (
             sa.select(
                 latest.c.student_id,
@@ -676,12 +683,16 @@ def compute_features(
     as_of: date,
     features: Collection[str],
     student_ids: Collection[int] | None = None,
+    granted: Mapping[Scope, Collection[int]] | None = None,
     timezone: str = "Asia/Tokyo",
 ) -> FeatureTable:
     """The named features of every child enrolled on AS_OF, or of STUDENT_IDS among them.
 
     Given STUDENT_IDS (the children consent allows), every family query joins a temporary
     table of them, so no other child's rows are read, at any scale, without a long IN list.
+    Given GRANTED as well (per scope, the children whose families granted it), each feature is
+    read only for the children granted its scope and is unknown (NaN) for the rest: data held
+    under another purpose's grant is not read for this one.
     """
     period = Period(as_of=as_of, tz=ZoneInfo(timezone))
     unknown = sorted(set(features) - set(FEATURES))
@@ -689,8 +700,30 @@ def compute_features(
         raise ValueError(f"unknown features: {unknown}")
     if student_ids is None:
         return _compute(connection, period, features, None)
-    # A session-local temporary table, not schema: it vanishes with the connection and is
-    # dropped as soon as the features are read.
+    ids = sorted(set(student_ids))
+    if granted is None:
+        with _children_table(connection, ids) as children:
+            return _compute(connection, period, features, children)
+    with _children_table(connection, ids) as children:
+        table = _compute(connection, period, [], children)
+    by_scope: dict[Scope, list[str]] = {}
+    for name in features:
+        by_scope.setdefault(FEATURES[name].scope, []).append(name)
+    for scope, names in by_scope.items():
+        allowed = sorted(set(granted.get(scope, ())) & set(ids))
+        with _children_table(connection, allowed) as children:
+            part = _compute(connection, period, names, children)
+        rows = np.searchsorted(table.student_ids, part.student_ids)
+        for name, column in part.values.items():
+            table.values[name] = np.full(len(table.student_ids), np.nan)
+            table.values[name][rows] = column
+    return table
+
+
+@contextmanager
+def _children_table(connection: sa.Connection, ids: list[int]) -> Iterator[sa.Table]:
+    """A session-local temporary table of student ids, not schema: it vanishes with the
+    connection and is dropped as soon as the features are read."""
     children = sa.Table(
         f"screening_children_{uuid.uuid4().hex[:12]}",
         sa.MetaData(),
@@ -699,12 +732,11 @@ def compute_features(
     )
     children.create(connection)
     try:
-        ids = sorted(set(student_ids))
         for start in range(0, len(ids), _INSERT_BATCH):
             connection.execute(
                 children.insert(), [{"student_id": i} for i in ids[start : start + _INSERT_BATCH]]
             )
-        return _compute(connection, period, features, children)
+        yield children
     finally:
         children.drop(connection)
 

@@ -27,28 +27,16 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from app.core.types import utcnow
-from app.roster.models import Student
-from app.sources.models import (
-    AssignmentSubmission,
-    AttendanceDay,
-    BenefitStatus,
-    FeeStatus,
-    GradeRecord,
-    HouseholdInfo,
-    LearningActivity,
-    MoodCheckin,
-    NurseVisit,
-    SchoolAidStatus,
-    Weather,
-)
 from consent import policy
 from consent.scopes import Purpose, Scope
-from rules.catalog import Atom, Catalog, Rule, RuleStatus
+from rules import incremental as changed
+from rules import withdraw
+from rules.catalog import Atom, Booster, Catalog, Rule, RuleStatus
 from rules.compute import FeatureTable, Period, compute_features, finished_terms
 from rules.evaluate import RuleResult, atom_truth, booster_weights, consent_masks, evaluate
-from rules.features import Window, school_year_start, term_start
 from rules.models import (
     OPEN_STATUSES,
+    QUIET_DAYS,
     Alert,
     AlertEvent,
     AlertEventKind,
@@ -62,10 +50,6 @@ from rules.models import (
 )
 
 log = logging.getLogger("tsunagu.screening")
-
-# After people closed or dismissed an alert, the same evidence does not reopen it for this long;
-# stronger evidence (a higher score) does.
-QUIET_DAYS = 30
 
 _alert: sa.Table = Alert.__table__  # type: ignore[attr-defined]
 _signal: sa.Table = Signal.__table__  # type: ignore[attr-defined]
@@ -167,6 +151,17 @@ def _fact(atom: Atom, table: FeatureTable, index: int, period: Period) -> dict[s
     }
 
 
+def _booster(
+    booster: Booster, table: FeatureTable, index: int, period: Period, granted: Mapping[Scope, Any]
+) -> dict[str, Any]:
+    """A status fact beside a rule: its value only where the family shared it."""
+    fact = _fact(booster.atom, table, index, period)
+    shared = bool(granted[booster.atom.feature.scope][index])
+    if not shared:
+        fact = {**fact, "value": None, "result": "not_consented"}
+    return {**fact, "adds": booster.weight, "shared": shared}
+
+
 def verdicts(
     *,
     results: list[RuleResult],
@@ -199,14 +194,7 @@ def verdicts(
                         rule=rule,
                         weight=round(rule.weight + float(added[index]), 6),
                         atoms=[_fact(atom, table, int(index), period) for atom in rule.atoms],
-                        boosters=[
-                            {
-                                **_fact(b.atom, table, int(index), period),
-                                "adds": b.weight,
-                                "shared": bool(granted[b.atom.feature.scope][index]),
-                            }
-                            for b in rule.boosters
-                        ],
+                        boosters=[_booster(b, table, int(index), period, granted) for b in rule.boosters],
                     )
                 )
             for index in np.flatnonzero(fired_any & (result.insufficient | result.not_consented)):
@@ -261,6 +249,7 @@ class Evaluation:
     trial: list[RuleResult]
     granted: dict[Scope, Any]
     period: Period
+    allowed: Mapping[int, Mapping[Scope, int]]
 
 
 def evaluate_children(
@@ -278,6 +267,7 @@ def evaluate_children(
         as_of=as_of,
         features=catalog.features(),
         student_ids=list(allowed),
+        granted={scope: [sid for sid, given in allowed.items() if scope in given] for scope in Scope},
         timezone=timezone,
     )
     scopes = {scope for rule in catalog.rules for scope in rule.scopes}
@@ -288,6 +278,7 @@ def evaluate_children(
         trial=evaluate(trial, table, granted),
         granted=granted,
         period=Period(as_of=as_of, tz=ZoneInfo(timezone)),
+        allowed=allowed,
     )
 
 
@@ -299,11 +290,28 @@ def start_run(*, session: Session, catalog: Catalog, as_of: date, kind: RunKind)
 
 
 def apply(
-    *, session: Session, run: ScreeningRun, evaluation: Evaluation, now: datetime | None = None
+    *,
+    session: Session,
+    run: ScreeningRun,
+    evaluation: Evaluation,
+    considered: Collection[int] | None = None,
+    now: datetime | None = None,
 ) -> ScreeningRun:
-    """Write what the evaluation found: open, refresh or clear alerts and their signals."""
+    """Write what the evaluation found: open, refresh or clear alerts and their signals.
+
+    First, the evidence of the CONSIDERED children (everyone by default) that rests on what
+    their families no longer share is withdrawn (`rules.withdraw`)."""
     now = now or utcnow()
     run_id = run.id or 0
+    holders = session.execute(sa.select(_signal.c.student_id).distinct()).scalars().all()
+    withdrawn = withdraw.withdraw(
+        session=session,
+        student_ids=holders if considered is None else set(holders) & set(considered),
+        shared=lambda student_id: evaluation.allowed.get(student_id, {}).keys(),
+        reason=f"{withdraw.CONSENT_STOPPED} (run {run_id})",
+        run_id=run_id,
+        now=now,
+    )
     found = verdicts(
         results=evaluation.live,
         table=evaluation.table,
@@ -327,6 +335,8 @@ def apply(
         sa.select(_alert.c.student_id, _alert.c.category, _alert.c.score).where(
             _alert.c.status.in_([AlertStatus.closed.value, AlertStatus.dismissed.value]),
             _alert.c.closed_at >= quiet_since,
+            # Closed because consent stopped: when it returns, the child is screened as new.
+            sa.func.coalesce(_alert.c.closed_reason, "").not_like(f"{withdraw.CONSENT_STOPPED}%"),
         )
     ):
         key = (row.student_id, Category(row.category))
@@ -344,6 +354,7 @@ def apply(
     counts = {"opened": 0, "updated": 0, "cleared": 0, "signals": 0}
     signal_inserts: list[dict[str, Any]] = []
     event_inserts: list[dict[str, Any]] = []
+    writes = _Writes()
 
     for key, verdict in found.items():
         existing = open_alerts.get(key)
@@ -362,6 +373,7 @@ def apply(
             now=now,
             signal_inserts=signal_inserts,
             event_inserts=event_inserts,
+            writes=writes,
         )
         counts["updated"] += changed
 
@@ -369,16 +381,20 @@ def apply(
         if key in found or alert["score"] == 0:
             continue
         cover = coverage.get(key, {"insufficient_data": [], "not_consented": []})
-        session.execute(
-            sa.update(_alert)
-            .where(_alert.c.id == alert["id"])
-            .values(score=0.0, coverage=cover, last_run_id=run_id, evidence_as_of=as_of, updated_at=now)
+        writes.alerts.append(
+            {
+                "_id": alert["id"],
+                "score": 0.0,
+                "coverage": cover,
+                "last_run_id": run_id,
+                "evidence_as_of": as_of,
+            }
         )
-        session.execute(
-            sa.update(_signal)
-            .where(_signal.c.alert_id == alert["id"], _signal.c.cleared_on.is_(None))
-            .values(cleared_on=as_of, last_run_id=run_id)
-        )
+        for signal in signals_by_alert[alert["id"]].values():
+            if signal["cleared_on"] is None:
+                writes.signals.append(
+                    {**_kept(signal), "_id": signal["id"], "cleared_on": as_of, "last_run_id": run_id}
+                )
         event_inserts.append(
             _event_row(alert["id"], AlertEventKind.evidence_cleared, run_id, now, {"coverage": cover})
         )
@@ -426,6 +442,7 @@ def apply(
             )
         counts["opened"] = len(new_alerts)
 
+    writes.flush(session, now)
     _insert_many(session, _signal, signal_inserts)
     _insert_many(session, _event, event_inserts)
     counts["signals"] = len(signal_inserts)
@@ -438,6 +455,8 @@ def apply(
     run.alerts_cleared = counts["cleared"]
     run.signals_written = counts["signals"]
     run.summary = {
+        **run.summary,
+        "withdrawn": withdrawn,
         "rules": summarise(evaluation.live + evaluation.trial),
         "children": len(screened),
     }
@@ -457,6 +476,7 @@ def _refresh(
     now: datetime,
     signal_inserts: list[dict[str, Any]],
     event_inserts: list[dict[str, Any]],
+    writes: _Writes,
 ) -> bool:
     """Bring an open alert's evidence up to date; True when anything changed."""
     firing = {f.rule.id: f for f in verdict.findings}
@@ -484,35 +504,32 @@ def _refresh(
     for rule_id in started:
         finding = firing[rule_id]
         if rule_id in signals:  # fired before, cleared, fires again: the same row comes back
-            session.execute(
-                sa.update(_signal)
-                .where(_signal.c.id == signals[rule_id]["id"])
-                .values(**_signal_values(finding, run_id, as_of), cleared_on=None)
+            writes.signals.append(
+                {"_id": signals[rule_id]["id"], **_signal_values(finding, run_id, as_of), "cleared_on": None}
             )
         else:
             signal_inserts.append(_signal_row(alert["id"], verdict.student_id, finding, run_id, as_of))
     for rule_id in moved:
-        session.execute(
-            sa.update(_signal)
-            .where(_signal.c.id == signals[rule_id]["id"])
-            .values(**_signal_values(firing[rule_id], run_id, as_of))
+        writes.signals.append(
+            {
+                "_id": signals[rule_id]["id"],
+                **_signal_values(firing[rule_id], run_id, as_of),
+                "cleared_on": None,
+            }
         )
     for rule_id in stopped:
-        session.execute(
-            sa.update(_signal)
-            .where(_signal.c.id == signals[rule_id]["id"])
-            .values(cleared_on=as_of, last_run_id=run_id)
+        signal = signals[rule_id]
+        writes.signals.append(
+            {**_kept(signal), "_id": signal["id"], "cleared_on": as_of, "last_run_id": run_id}
         )
-    session.execute(
-        sa.update(_alert)
-        .where(_alert.c.id == alert["id"])
-        .values(
-            score=verdict.score,
-            coverage=verdict.coverage,
-            last_run_id=run_id,
-            evidence_as_of=as_of,
-            updated_at=now,
-        )
+    writes.alerts.append(
+        {
+            "_id": alert["id"],
+            "score": verdict.score,
+            "coverage": verdict.coverage,
+            "last_run_id": run_id,
+            "evidence_as_of": as_of,
+        }
     )
     if started or stopped or score_changed:
         event_inserts.append(
@@ -529,6 +546,41 @@ def _refresh(
             )
         )
     return True
+
+
+_SIGNAL_KEPT = ("rule_version", "weight", "atoms", "boosters", "last_run_id", "last_seen_on")
+
+
+def _kept(signal: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: signal[key] for key in _SIGNAL_KEPT}
+
+
+@dataclass
+class _Writes:
+    """Updates of alerts and signals, sent in batches (one statement, many rows) rather than one
+    round trip per row: a run that refreshes tens of thousands of alerts spent most of its time
+    there."""
+
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    signals: list[dict[str, Any]] = field(default_factory=list)
+
+    def flush(self, session: Session, now: datetime) -> None:
+        by_id: sa.BindParameter[int] = sa.bindparam("_id")
+        alert_columns = ("score", "coverage", "last_run_id", "evidence_as_of")
+        alerts = (
+            sa.update(_alert)
+            .where(_alert.c.id == by_id)
+            .values({**{c: sa.bindparam(c) for c in alert_columns}, "updated_at": now})
+        )
+        signal_columns = (*_SIGNAL_KEPT, "cleared_on")
+        signals = (
+            sa.update(_signal)
+            .where(_signal.c.id == by_id)
+            .values({c: sa.bindparam(c) for c in signal_columns})
+        )
+        for statement, rows in ((alerts, self.alerts), (signals, self.signals)):
+            for start in range(0, len(rows), 5_000):
+                session.connection().execute(statement, rows[start : start + 5_000])
 
 
 def _signal_values(finding: Finding, run_id: int, as_of: date) -> dict[str, Any]:
@@ -580,84 +632,6 @@ def _insert_many(session: Session, table: sa.Table, rows: list[dict[str, Any]]) 
         session.execute(sa.insert(table), rows[start : start + 5_000])
 
 
-# --- which children changed ---------------------------------------------------------------------
-
-
-_ATTENDANCE: sa.Table = AttendanceDay.__table__  # type: ignore[attr-defined]
-_MOOD: sa.Table = MoodCheckin.__table__  # type: ignore[attr-defined]
-_DUE: sa.Table = AssignmentSubmission.__table__  # type: ignore[attr-defined]
-# A row can start a rule only if it can raise a count or lower a rate. A sunny or cloudy
-# check-in and an assignment handed in on time cannot: they only turn "unknown" into "known"
-# or raise a submission rate, which changes no alert.
-_MISSED = sa.or_(_DUE.c.submitted_at.is_(None), _DUE.c.submitted_at > _DUE.c.due_at)
-_SOURCES: dict[sa.Table, sa.ColumnElement[bool]] = {
-    _ATTENDANCE: sa.true(),
-    NurseVisit.__table__: sa.true(),  # type: ignore[attr-defined]
-    LearningActivity.__table__: sa.true(),  # type: ignore[attr-defined]
-    _DUE: _MISSED,
-    GradeRecord.__table__: sa.true(),  # type: ignore[attr-defined]
-    FeeStatus.__table__: sa.true(),  # type: ignore[attr-defined]
-    SchoolAidStatus.__table__: sa.true(),  # type: ignore[attr-defined]
-    HouseholdInfo.__table__: sa.true(),  # type: ignore[attr-defined]
-    BenefitStatus.__table__: sa.true(),  # type: ignore[attr-defined]
-    _MOOD: _MOOD.c.weather.in_([Weather.rain.value, Weather.thunder.value]),
-}
-
-
-def changed_children(
-    *, session: Session, since: datetime, as_of: date, last_as_of: date, timezone: str
-) -> set[int]:
-    """Children whose outcome may differ from the last run's, without recomputing everyone.
-
-    - rows fetched since the last run began that can start a rule (see `_SOURCES`);
-    - assignments that fell due unsubmitted since the last as-of day (missed without a new row);
-    - children enrolled within the longest rolling window, whose windows become covered;
-    - children with evidence on an open alert, which may clear as windows slide.
-    Other children's features can only fall as windows slide over present days, so rules that
-    fire on high counts cannot start firing for them. A new term or school year changes every
-    child's term and year windows: the caller runs a full screening then.
-    """
-    found: set[int] = set()
-    for table, can_start_a_rule in _SOURCES.items():
-        found.update(
-            session.execute(
-                sa.select(table.c.student_id).where(table.c.fetched_at >= since, can_start_a_rule).distinct()
-            ).scalars()
-        )
-    period_then = Period(as_of=last_as_of, tz=ZoneInfo(timezone))
-    period_now = Period(as_of=as_of, tz=ZoneInfo(timezone))
-    found.update(
-        session.execute(
-            sa.select(_DUE.c.student_id)
-            .where(_DUE.c.due_at >= period_then.end_utc, _DUE.c.due_at < period_now.end_utc, _MISSED)
-            .distinct()
-        ).scalars()
-    )
-    student: sa.Table = Student.__table__  # type: ignore[attr-defined]
-    found.update(
-        session.execute(
-            sa.select(student.c.id).where(student.c.enrolled_on > as_of - timedelta(days=90))
-        ).scalars()
-    )
-    found.update(
-        session.execute(
-            sa.select(_alert.c.student_id).where(
-                _alert.c.status.in_([s.value for s in OPEN_STATUSES]), _alert.c.score > 0
-            )
-        ).scalars()
-    )
-    return found
-
-
-def needs_full_run(as_of: date, last_as_of: date) -> bool:
-    return (
-        term_start(as_of) != term_start(last_as_of)
-        or school_year_start(as_of) != school_year_start(last_as_of)
-        or as_of < last_as_of
-        or (as_of - last_as_of).days > int(Window.d7.value.removesuffix("d"))
-    )
-
-
 # --- orchestration ------------------------------------------------------------------------------
 
 
@@ -673,6 +647,21 @@ class RunOutcome:
     signals: int
     seconds: float
     error: str | None = None
+
+
+def _may_be_incremental(session: Session, catalog: Catalog, as_of: date, last: sa.Row[Any]) -> bool:
+    """Only the same catalog, with no promotion since, within a term and a week of the last run."""
+    promoted_since = session.execute(
+        sa.select(sa.func.count())
+        .select_from(RulePromotion)
+        .where(RulePromotion.promoted_at >= last.started_at)
+    ).scalar_one()
+    return (
+        "sync_watermark" in (last.summary or {})
+        and last.catalog_version == catalog.version
+        and not promoted_since
+        and not changed.needs_full_run(as_of, last.as_of)
+    )
 
 
 def run_screening(
@@ -691,10 +680,8 @@ def run_screening(
     """
     started = time.perf_counter()
     with units() as session:
-        kind = RunKind.full
-        targets: set[int] | None = None
         last = session.execute(
-            sa.select(_run.c.started_at, _run.c.as_of)
+            sa.select(_run.c.started_at, _run.c.as_of, _run.c.catalog_version, _run.c.summary)
             .where(
                 _run.c.status == RunStatus.succeeded.value,
                 _run.c.kind.in_([RunKind.full.value, RunKind.incremental.value]),
@@ -702,16 +689,23 @@ def run_screening(
             .order_by(_run.c.id.desc())
             .limit(1)
         ).first()
-        if incremental and last is not None and not needs_full_run(as_of, last.as_of):
-            kind = RunKind.incremental
-            targets = changed_children(
+        targets: set[int] | None = None
+        if incremental and last is not None and _may_be_incremental(session, catalog, as_of, last):
+            live, _trial = live_rules(session=session, catalog=catalog)
+            targets = changed.changed_children(
                 session=session,
+                rules=live,
                 since=last.started_at,
+                watermark=int(last.summary["sync_watermark"]),
                 as_of=as_of,
                 last_as_of=last.as_of,
                 timezone=timezone,
             )
+        kind = RunKind.full if targets is None else RunKind.incremental
         run = start_run(session=session, catalog=catalog, as_of=as_of, kind=kind)
+        # Rows that syncs write from now on are new to the next incremental run.
+        run.summary = {"sync_watermark": changed.sync_watermark(session=session)}
+        session.add(run)
         run_id = run.id or 0
         scopes = {scope for rule in catalog.rules for scope in rule.scopes}
         allowed = authorize_for(run_id)(
@@ -723,7 +717,7 @@ def run_screening(
             evaluation = evaluate_children(
                 session=session, catalog=catalog, as_of=as_of, allowed=allowed, timezone=timezone
             )
-            apply(session=session, run=run, evaluation=evaluation)
+            apply(session=session, run=run, evaluation=evaluation, considered=targets)
             outcome = RunOutcome(
                 run_id=run_id,
                 kind=kind,

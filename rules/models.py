@@ -72,6 +72,10 @@ OPEN_STATUSES = frozenset(
     }
 )
 
+# After people closed or dismissed an alert, the same evidence does not reopen it for this long;
+# stronger evidence (a higher score) does.
+QUIET_DAYS = 30
+
 
 class RunKind(StrEnum):
     full = "full"  # every enrolled child

@@ -17,6 +17,7 @@ from app.core.config import get_settings
 from app.core.db import get_engine, get_session, make_engine
 from app.core.migrate import upgrade
 from app.main import create_app
+from consent import keys
 from tests.databases import BACKENDS, fresh_database
 
 
@@ -59,6 +60,12 @@ def settings_env(monkeypatch: pytest.MonkeyPatch, database_url: str) -> Iterator
     yield
     get_settings.cache_clear()
     get_engine.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def fresh_signing_key() -> None:
+    """A signing key cached by an earlier test may have been rolled back or live in another database."""
+    keys.forget_signing_key()
 
 
 @pytest.fixture

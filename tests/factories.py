@@ -124,6 +124,7 @@ def make_grant(
     starts_at: datetime | None = None,
     expires_at: datetime | None = None,
     data_life_days: int = 365,
+    data_from: date | None = None,
 ) -> ConsentGrant:
     """A grant through the real consent service (events and audit included); ACTIVE by default.
 
@@ -146,5 +147,6 @@ def make_grant(
         starts_at=starts_at,
         expires_at=expires_at,
         data_life_days=data_life_days,
+        data_from=data_from,
         status=status,
     )

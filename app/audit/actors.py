@@ -14,6 +14,7 @@ class ActorKind(StrEnum):
     notify = "notify"  # the LINE notification sender
     guardian = "guardian"  # the family, on their own pages
     student = "student"  # the child, on their own page (an objection)
+    system = "system"  # tsunagu itself on a schedule, e.g. a consent reaching its expiry
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The audit log's tables: append-only entries, hash-chained, and the chain's head."""
+"""The audit log's tables: append-only entries in several hash chains, and each chain's head."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from app.audit.actors import ActorKind
 from app.core.types import aware_datetime, enum_type
 
 GENESIS_HASH = "0" * 64
+CHAINS = 16
+"""Independent chains, each with its own head row (created by the migrations): a transaction
+appends to one of them, so concurrent transactions rarely wait for each other."""
 
 
 class Outcome(StrEnum):
@@ -23,14 +26,16 @@ class Outcome(StrEnum):
 class AuditEntry(SQLModel, table=True):
     """One thing that happened to a child's data. Never updated, never deleted.
 
-    `seq` is assigned from the chain head (not an autoincrement) so gaps mean removal;
-    `hash` = SHA-256(prev_hash, canonical JSON of the entry) makes any change detectable.
+    An entry belongs to one `chain`; `seq` is its position there, assigned from the chain's head
+    (not an autoincrement), so a gap means removal; `hash` = SHA-256(prev_hash, canonical JSON of
+    the entry) links it to the entry before it in the same chain, so any change or move shows.
     `student_id` is a plain integer, not a foreign key: the record of a use outlives the roster row.
     """
 
     __tablename__ = "audit_entry"
-    __table_args__ = (sa.Index("ix_audit_entry_student_seq", "student_id", "seq"),)
+    __table_args__ = (sa.Index("ix_audit_entry_student_at", "student_id", "at"),)
 
+    chain: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     at: datetime = Field(sa_type=aware_datetime())
     actor_kind: ActorKind = Field(sa_type=enum_type(ActorKind))
@@ -49,10 +54,10 @@ class AuditEntry(SQLModel, table=True):
 
 
 class AuditChainHead(SQLModel, table=True):
-    """The single row every append locks: the last sequence number and hash.
+    """One row per chain (`id` is the chain's number): its last sequence number and hash.
 
-    Holding this row's lock until commit serialises appends, so the chain never forks and
-    the order of the chain is the order of commits.
+    An append holds its chain's head lock until commit, so that chain never forks and its order
+    is the order of commits; other chains take other transactions meanwhile.
     """
 
     __tablename__ = "audit_chain_head"

@@ -1,19 +1,24 @@
-"""Append to the audit log (one entry or many), read a child's uses, and verify the chain."""
+"""Append to the audit log (one entry or many), read a child's uses, and verify the chains."""
 
 from __future__ import annotations
 
 import hashlib
+import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.orm import Session as SaSession
+from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, col, select
 
 from app.audit.actors import Actor
-from app.audit.models import GENESIS_HASH, AuditChainHead, AuditEntry, Outcome
+from app.audit.models import CHAINS, GENESIS_HASH, AuditChainHead, AuditEntry, Outcome
 from app.core.types import utcnow
 
 USE = "use"
@@ -22,8 +27,9 @@ USE = "use"
 _ENTRY_TABLE: sa.Table = AuditEntry.__table__  # type: ignore[attr-defined]
 _HEAD_TABLE: sa.Table = AuditChainHead.__table__  # type: ignore[attr-defined]
 # Rows per INSERT statement in a bulk append: large enough to amortise round trips, small
-# enough to stay under SQLite's bound-parameter limit (15 columns x 2,000 rows).
+# enough to stay under SQLite's bound-parameter limit (16 columns x 2,000 rows).
 _INSERT_BATCH = 2_000
+_PENDING = "tsunagu.audit.pending"  # the transaction's entries not yet written, in session.info
 
 
 @dataclass(frozen=True)
@@ -42,20 +48,33 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class Problem:
+    """The first bad entry of one chain: `problem` is changed, removed or reordered."""
+
+    chain: int
+    seq: int
+    problem: str
+
+    def describe(self) -> str:
+        return f"chain {self.chain} entry {self.seq} {self.problem}"
+
+
+@dataclass(frozen=True)
 class Verification:
-    """The result of walking the chain: `problem` is changed, removed or reordered."""
+    """The result of walking every chain: at most one problem per chain, the first one found."""
 
     ok: bool
     entries_checked: int
-    first_bad_seq: int | None = None
-    problem: str | None = None
+    chains: int
+    problems: list[Problem]
 
     def describe(self) -> str:
         if self.ok:
-            return f"audit log intact: {self.entries_checked} entries"
-        return f"audit log tampered: entry {self.first_bad_seq} {self.problem}"
+            return f"audit log intact: {self.entries_checked} entries in {self.chains} chains"
+        return "audit log tampered: " + "; ".join(problem.describe() for problem in self.problems)
 
 
+@lru_cache(maxsize=4096)  # a transaction's entries mostly share one moment
 def _utc_text(at: datetime) -> str:
     # SQLite hands back naive datetimes: everything the log stores is UTC.
     aware = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
@@ -63,8 +82,8 @@ def _utc_text(at: datetime) -> str:
 
 
 def _chain_hash(prev_hash: str, row: dict[str, Any]) -> str:
-    """SHA-256 over the previous hash and the canonical JSON of the entry (without its seq:
-    the chain, not the numbering, fixes the order, so a moved entry shows as reordered)."""
+    """SHA-256 over the previous hash and the canonical JSON of the entry (without its chain and
+    seq: the links, not the numbering, fix the order, so a moved entry shows as reordered)."""
     content = {
         "at": _utc_text(row["at"]),
         "actor_kind": str(row["actor_kind"]),
@@ -100,41 +119,86 @@ def _row(entry: Entry, at: datetime) -> dict[str, Any]:
     }
 
 
-def append(*, session: Session, entry: Entry) -> int:
-    """Record one entry in the caller's transaction; returns its sequence number."""
-    return append_many(session=session, entries=[entry])[0]
+def append(*, session: Session, entry: Entry) -> None:
+    """Record one entry in the caller's transaction (written when it commits)."""
+    append_many(session=session, entries=[entry])
 
 
-def append_many(*, session: Session, entries: Iterable[Entry]) -> list[int]:
-    """Record entries in order, in the caller's transaction; returns their sequence numbers.
+def append_many(*, session: Session, entries: Iterable[Entry]) -> None:
+    """Record entries, in order, in the caller's transaction.
 
-    The chain head is claimed first with an UPDATE, which takes the row lock on PostgreSQL and
-    the write lock on SQLite, so concurrent writers queue instead of forking the chain.
+    They are held on the session and written by `flush` just before the transaction commits
+    (a rollback drops them with everything else): one append per transaction, its head lock
+    held only from there to the commit, not while the rest of a request reads and renders.
     """
     now = utcnow()
-    rows = [_row(entry, now) for entry in entries]
+    session.connection()  # begins the unit of work whose commit writes them, whose end drops them
+    session.info.setdefault(_PENDING, []).extend(_row(entry, now) for entry in entries)
+
+
+def flush(*, session: Session) -> list[tuple[int, int]]:
+    """Write the transaction's pending entries now; returns their (chain, seq), in order.
+
+    The chain is drawn at random, so concurrent transactions mostly claim different heads.
+    Claiming the head with an UPDATE takes its row lock on PostgreSQL (the write lock on
+    SQLite) until commit, so two writers of one chain queue instead of forking it.
+    """
+    rows: list[dict[str, Any]] = session.info.pop(_PENDING, [])
     if not rows:
         return []
+    chain = random.randint(1, CHAINS)  # noqa: S311 - spreading writers, not a secret
     claimed = session.execute(
         sa.update(_HEAD_TABLE)
-        .where(_HEAD_TABLE.c.id == 1)
+        .where(_HEAD_TABLE.c.id == chain)
         .values(last_seq=_HEAD_TABLE.c.last_seq + len(rows))
         .returning(_HEAD_TABLE.c.last_seq, _HEAD_TABLE.c.last_hash)
     ).one()
     first_seq = claimed.last_seq - len(rows) + 1
     prev_hash: str = claimed.last_hash
     for offset, row in enumerate(rows):
+        row["chain"] = chain
         row["seq"] = first_seq + offset
         row["prev_hash"] = prev_hash
         prev_hash = row["hash"] = _chain_hash(prev_hash, row)
-    for start in range(0, len(rows), _INSERT_BATCH):
-        session.execute(sa.insert(_ENTRY_TABLE), rows[start : start + _INSERT_BATCH])
-    session.execute(sa.update(_HEAD_TABLE).where(_HEAD_TABLE.c.id == 1).values(last_hash=prev_hash))
-    return [row["seq"] for row in rows]
+    _insert(session, rows)
+    session.execute(sa.update(_HEAD_TABLE).where(_HEAD_TABLE.c.id == chain).values(last_hash=prev_hash))
+    return [(chain, row["seq"]) for row in rows]
+
+
+def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
+    """PostgreSQL: COPY, which streams the rows in one round trip (a pipelined INSERT per row
+    was the slowest part of an append). SQLite: multi-row INSERTs."""
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        for start in range(0, len(rows), _INSERT_BATCH):
+            session.execute(sa.insert(_ENTRY_TABLE), rows[start : start + _INSERT_BATCH])
+        return
+    names = list(_ENTRY_TABLE.c.keys())
+    preparer = connection.dialect.identifier_preparer
+    columns = ", ".join(preparer.quote(name) for name in names)
+    statement = f"COPY {preparer.format_table(_ENTRY_TABLE)} ({columns}) FROM STDIN"
+    driver = connection.connection.driver_connection
+    with driver.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[union-attr]
+        for row in rows:
+            copy.write_row([row[name] for name in names])
+
+
+@event.listens_for(SaSession, "before_commit")
+def _write_pending(session: SaSession) -> None:
+    flush(session=session)  # type: ignore[arg-type]
+
+
+@event.listens_for(SaSession, "after_transaction_end")
+def _drop_pending(session: SaSession, transaction: SessionTransaction) -> None:
+    # A unit of work that ended without committing (rolled back, or closed) leaves nothing
+    # behind for the session's next one. A commit has written its entries already.
+    if transaction.parent is None:
+        session.info.pop(_PENDING, None)
 
 
 def uses_of_child(*, session: Session, student_id: int, limit: int = 500) -> Sequence[AuditEntry]:
     """Every allowed use of the child's data, newest first: the family's "who used my data"."""
+    flush(session=session)
     return session.exec(
         select(AuditEntry)
         .where(
@@ -142,19 +206,42 @@ def uses_of_child(*, session: Session, student_id: int, limit: int = 500) -> Seq
             AuditEntry.action == USE,
             AuditEntry.outcome == Outcome.allowed,
         )
-        .order_by(col(AuditEntry.seq).desc())
+        .order_by(col(AuditEntry.at).desc(), col(AuditEntry.chain), col(AuditEntry.seq).desc())
         .limit(limit)
     ).all()
 
 
 def verify(*, session: Session, batch: int = 10_000) -> Verification:
-    """Walk the whole chain in order and report the first entry changed, removed or reordered."""
+    """Walk every chain in order; report the first entry of each that was changed, removed or
+    reordered (moved within or between chains), and entries in a chain that has no head."""
+    flush(session=session)
+    problems: list[Problem] = []
+    checked = 0
+    heads = session.execute(sa.select(_HEAD_TABLE).order_by(_HEAD_TABLE.c.id)).all()
+    for head in heads:
+        problem, count = _verify_chain(session, head.id, head.last_seq, head.last_hash, batch)
+        checked += count
+        if problem is not None:
+            problems.append(problem)
+    strays = session.execute(
+        sa.select(_ENTRY_TABLE.c.chain, sa.func.min(_ENTRY_TABLE.c.seq))
+        .where(_ENTRY_TABLE.c.chain.not_in([head.id for head in heads]))
+        .group_by(_ENTRY_TABLE.c.chain)
+        .order_by(_ENTRY_TABLE.c.chain)
+    ).all()
+    problems += [Problem(chain, seq, "reordered") for chain, seq in strays]
+    return Verification(ok=not problems, entries_checked=checked, chains=len(heads), problems=problems)
+
+
+def _verify_chain(
+    session: Session, chain: int, last_seq: int, last_hash: str, batch: int
+) -> tuple[Problem | None, int]:
     expected_seq, expected_prev, checked = 1, GENESIS_HASH, 0
     while True:
         rows = (
             session.execute(
                 sa.select(_ENTRY_TABLE)
-                .where(_ENTRY_TABLE.c.seq >= expected_seq)
+                .where(_ENTRY_TABLE.c.chain == chain, _ENTRY_TABLE.c.seq >= expected_seq)
                 .order_by(_ENTRY_TABLE.c.seq)
                 .limit(batch)
             )
@@ -163,18 +250,17 @@ def verify(*, session: Session, batch: int = 10_000) -> Verification:
         )
         for row in rows:
             if row["seq"] != expected_seq:
-                return Verification(False, checked, expected_seq, "removed")
+                return Problem(chain, expected_seq, "removed"), checked
             if _chain_hash(row["prev_hash"], dict(row)) != row["hash"]:
-                return Verification(False, checked, row["seq"], "changed")
+                return Problem(chain, row["seq"], "changed"), checked
             if row["prev_hash"] != expected_prev:
-                return Verification(False, checked, row["seq"], "reordered")
+                return Problem(chain, row["seq"], "reordered"), checked
             expected_seq, expected_prev, checked = expected_seq + 1, row["hash"], checked + 1
         if len(rows) < batch:
             break
-    head = session.execute(sa.select(_HEAD_TABLE).where(_HEAD_TABLE.c.id == 1)).one()
-    if head.last_seq != checked:
+    if last_seq != checked:
         # The head counts more entries than remain: the newest ones were cut off.
-        return Verification(False, checked, checked + 1, "removed")
-    if head.last_hash != expected_prev:
-        return Verification(False, checked, checked, "changed")
-    return Verification(True, checked)
+        return Problem(chain, checked + 1, "removed"), checked
+    if last_hash != expected_prev:
+        return Problem(chain, checked, "changed"), checked
+    return None, checked

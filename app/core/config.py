@@ -30,6 +30,11 @@ class Settings(BaseSettings):
         default="sqlite:///var/tsunagu.db",
         description="Any SQLAlchemy URL: sqlite:///path or postgresql+psycopg://user@host/db",
     )
+    sqlite_busy_timeout_ms: int = Field(
+        default=10_000,
+        description="SQLite only: how long a writer waits for the write lock before the request "
+        "is answered 503 with Retry-After",
+    )
     timezone: str = "Asia/Tokyo"
     public_base_url: str = "http://127.0.0.1:8000"
     log_level: str = "INFO"
@@ -59,7 +64,12 @@ class Settings(BaseSettings):
     school_platform_client_id: str = "tsunagu"
     school_platform_client_secret: SecretStr = SecretStr(DEFAULT_SECRET)
     myna_client_id: str = Field(default="SP12345678_AB1234", description="tsunagu's id at Myna Portal")
-    upstream_timeout_seconds: float = 10.0
+    upstream_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="how long an upstream may take to answer"
+    )
+    upstream_connect_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="how long to wait for a connection to an upstream"
+    )
     sync_overlap_minutes: int = Field(
         default=60, ge=0, description="each incremental sync re-reads this much before its cursor"
     )
@@ -77,6 +87,12 @@ class Settings(BaseSettings):
     notify_quiet_start_hour: int = Field(default=21, ge=0, le=23, description="no sends from (JST)")
     notify_quiet_end_hour: int = Field(default=7, ge=0, le=23, description="… until (JST)")
     notify_max_per_week: int = Field(default=3, ge=1, description="notices per recipient per 7 days")
+    notify_test_recipient: str | None = Field(
+        default=None,
+        pattern=r"^U[0-9a-f]{32}$",
+        description="LINE user id of the municipality's own test phone: staff send a notice there to "
+        "see it as a family will, before scheduling it (the phone simulator's test device in the demo)",
+    )
     notify_contact_ja: str = "つなぐ市 こども家庭センター（電話 0000-00-0000／平日 8:30〜17:15）"
     notify_contact_en: str = (
         "Tsunagu City Children and Families Center (tel. 0000-00-0000, weekdays 8:30-17:15)"

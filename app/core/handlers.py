@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.core.errors import AppError
@@ -25,7 +26,18 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
     422: "invalid_request",
     429: "too_many_requests",
+    503: "busy",
 }
+# Contention, not a fault: SQLite's write lock outlasting the busy timeout, PostgreSQL's lock
+# timeout, deadlock or serialization failure. Nothing was committed; trying again works.
+_BUSY_SQLSTATES = frozenset({"55P03", "40P01", "40001"})
+_BUSY_SQLITE = ("database is locked", "database is busy", "database table is locked")
+RETRY_AFTER_SECONDS = 2
+
+
+def _database_busy(exc: DBAPIError) -> bool:
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return sqlstate in _BUSY_SQLSTATES or any(text in str(exc.orig) for text in _BUSY_SQLITE)
 
 
 def wants_html(request: Request) -> bool:
@@ -60,6 +72,21 @@ def add_exception_handlers(app: FastAPI) -> None:
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
         return error_response(request, 422, "invalid_request", problems)
+
+    @app.exception_handler(DBAPIError)
+    async def _database_error(request: Request, exc: DBAPIError) -> Response:
+        if not _database_busy(exc):
+            return await _unexpected(request, exc)
+        log.warning("database busy", extra={"fields": {"path": request.url.path}})
+        response = error_response(
+            request,
+            503,
+            "busy",
+            "ただいま混み合っています。少し待ってからもう一度お試しください（何も変更されていません）。"
+            " / Busy right now; nothing was changed. Please try again in a moment.",
+        )
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:

@@ -7,6 +7,9 @@ import secrets
 from datetime import UTC, datetime, timedelta
 
 from fastapi import Request, Response
+from sqlalchemy import event
+from sqlalchemy.orm import Session as SaSession
+from sqlalchemy.orm import SessionTransaction
 from sqlmodel import Session, col, delete, select, update
 
 from app.core.config import Mode, get_settings
@@ -21,6 +24,9 @@ CSRF_FIELD = "csrf_token"
 
 IDLE_TIMEOUT = timedelta(minutes=30)
 ABSOLUTE_TIMEOUT = timedelta(hours=12)
+# The idle clock is moved on at most once a minute, and written at commit.
+TOUCH_INTERVAL = timedelta(minutes=1)
+_TOUCH = "tsunagu.sessions.touch"  # (web session id, when) to write at commit, in session.info
 
 
 def _hash(token: str) -> str:
@@ -82,10 +88,26 @@ def resume(*, session: Session, request: Request, principal_kind: PrincipalKind)
         or now - _aware(web_session.created_at) > ABSOLUTE_TIMEOUT
     ):
         return None
-    web_session.last_seen_at = now
-    session.add(web_session)
-    session.flush()
+    if now - _aware(web_session.last_seen_at) >= TOUCH_INTERVAL:
+        session.connection()  # the unit of work whose commit writes the touch
+        session.info[_TOUCH] = (web_session.id, now)
     return web_session
+
+
+@event.listens_for(SaSession, "before_commit")
+def _write_touch(session: SaSession) -> None:
+    # Written with the request's last writes, not at its start: on SQLite a page read then
+    # holds the one write lock only at its end, not while it reads and renders.
+    touch = session.info.pop(_TOUCH, None)
+    if touch is not None:
+        session_id, at = touch
+        session.execute(update(WebSession).where(col(WebSession.id) == session_id).values(last_seen_at=at))
+
+
+@event.listens_for(SaSession, "after_transaction_end")
+def _drop_touch(session: SaSession, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(_TOUCH, None)
 
 
 def end(*, session: Session, request: Request, response: Response) -> None:

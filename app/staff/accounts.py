@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+import sqlalchemy as sa
 from limits import RateLimitItemPerMinute, parse
 from limits.storage import Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
@@ -12,11 +13,12 @@ from pwdlib import PasswordHash
 from sqlmodel import Session, col, select
 
 from app.core.config import Mode, get_settings
-from app.core.errors import AppError, BadRequest, ConfigurationError, Conflict, NotFound
+from app.core.errors import AppError, BadRequest, ConfigurationError, Conflict, Forbidden, NotFound
 from app.roster.models import Homeroom, School, StaffRole, StaffUser
 from app.sessions import service as web_sessions
 from app.sessions.models import PrincipalKind
 from app.staff.access import MATRIX, Reach
+from app.staff.models import SignInEventKind, StaffSignInEvent
 
 MIN_PASSWORD_LENGTH = 12
 # Five wrong passwords within 15 minutes lock the account for the rest of that window; an
@@ -82,25 +84,65 @@ _LOCKED = (
 _WRONG = "ログインIDまたはパスワードが違います。 / Wrong login or password."
 
 
+def record_event(
+    *,
+    session: Session,
+    kind: SignInEventKind,
+    staff: StaffUser | None,
+    address: str | None = None,
+    detail: str | None = None,
+) -> None:
+    """Note a sign-in event for administrators (in the caller's transaction). Never a password;
+    the login only of an existing account."""
+    session.add(
+        StaffSignInEvent(
+            kind=kind,
+            staff_user_id=staff.id if staff else None,
+            login=staff.login if staff else None,
+            address=address[:64] if address else None,
+            detail=detail,
+        )
+    )
+
+
+def by_login(*, session: Session, login: str) -> StaffUser | None:
+    """The account with this login (logins are unique), active or not."""
+    return session.exec(select(StaffUser).where(StaffUser.login == login)).one_or_none()
+
+
 def authenticate(
     *, session: Session, login: str, password: str, address: str, throttle: SignInThrottle
 ) -> StaffUser:
     """The active staff member with this login and password, or a refusal that names no reason
-    an attacker could use (unknown login and wrong password read the same)."""
+    an attacker could use (unknown login and wrong password read the same). Every outcome is
+    recorded as a sign-in event."""
     login = login.strip()
+    staff = by_login(session=session, login=login)
     if throttle.locked(login=login, address=address):
+        record_event(session=session, kind=SignInEventKind.locked_out, staff=staff, address=address)
         raise TooManyAttempts(_LOCKED)
-    staff = session.exec(select(StaffUser).where(StaffUser.login == login)).first()
     hasher = password_hasher()
     if staff is None or staff.password_hash is None or not staff.is_active:
         hasher.verify(password, _dummy_hash())
         throttle.failed(login=login, address=address)
+        reason = "unknown login" if staff is None else "account disabled or without password"
+        record_event(
+            session=session, kind=SignInEventKind.failed, staff=staff, address=address, detail=reason
+        )
         raise WrongCredentials(_WRONG)
     valid, updated_hash = hasher.verify_and_update(password, staff.password_hash)
     if not valid:
         throttle.failed(login=login, address=address)
+        record_event(
+            session=session,
+            kind=SignInEventKind.failed,
+            staff=staff,
+            address=address,
+            detail="wrong password",
+        )
         raise WrongCredentials(_WRONG)
     throttle.succeeded(login=login)
+    record_event(session=session, kind=SignInEventKind.signed_in, staff=staff, address=address)
     if updated_hash is not None:  # the recommended parameters moved on since this hash was made
         staff.password_hash = updated_hash
         session.add(staff)
@@ -126,7 +168,7 @@ def add(
 ) -> StaffUser:
     """Create an account whose place (homeroom, school, municipality) fits its role's reach."""
     _check_password(password)
-    if session.exec(select(StaffUser).where(StaffUser.login == login)).first() is not None:
+    if by_login(session=session, login=login) is not None:
         raise Conflict(f"login {login!r} is taken")
     reach = MATRIX[role].reach
     homeroom = session.get(Homeroom, homeroom_id) if homeroom_id is not None else None
@@ -161,13 +203,34 @@ def add(
 
 def disable(*, session: Session, login: str) -> int:
     """Disable an account and sign it out of every browser at once; returns the sessions ended."""
-    staff = session.exec(select(StaffUser).where(StaffUser.login == login)).first()
+    staff = by_login(session=session, login=login)
     if staff is None or staff.id is None:
         raise NotFound(f"no staff account {login!r}")
     staff.is_active = False
     session.add(staff)
     session.flush()
-    return web_sessions.end_all(session=session, principal_kind=PrincipalKind.staff, principal_id=staff.id)
+    ended = web_sessions.end_all(session=session, principal_kind=PrincipalKind.staff, principal_id=staff.id)
+    record_event(
+        session=session, kind=SignInEventKind.disabled, staff=staff, detail=f"{ended} session(s) ended"
+    )
+    return ended
+
+
+def sign_in_events(
+    *, session: Session, staff: StaffUser, limit: int = 200
+) -> list[tuple[StaffSignInEvent, str]]:
+    """The newest sign-in events, each with the account's display name: administrators only.
+    Attempts on unknown logins belong to no municipality and are shown to every administrator."""
+    if staff.role is not StaffRole.administrator:
+        raise Forbidden("サインインの記録は管理者が確認します。 / Administrators only.")
+    rows = session.exec(
+        select(StaffSignInEvent, StaffUser.display_name)
+        .join(StaffUser, col(StaffUser.id) == StaffSignInEvent.staff_user_id, isouter=True)
+        .where(sa.or_(col(StaffUser.municipality_id) == staff.municipality_id, col(StaffUser.id).is_(None)))
+        .order_by(col(StaffSignInEvent.at).desc(), col(StaffSignInEvent.id).desc())
+        .limit(limit)
+    ).all()
+    return [(event, name or "") for event, name in rows]
 
 
 def listing(*, session: Session) -> list[StaffUser]:
@@ -202,7 +265,7 @@ def seed_demo_accounts(*, session: Session) -> list[DemoAccount]:
     accounts = demo_accounts()
     for account in accounts:
         rule = MATRIX[account.role]
-        if session.exec(select(StaffUser).where(StaffUser.login == account.login)).first() is None:
+        if by_login(session=session, login=account.login) is None:
             add(
                 session=session,
                 login=account.login,

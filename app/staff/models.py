@@ -108,3 +108,38 @@ class CaseNote(SQLModel, table=True):
     author_id: int = Field(foreign_key="staff_user.id")
     body: str = Field(max_length=1000)
     created_at: datetime = Field(default_factory=utcnow, sa_type=aware_datetime())
+
+
+class SignInEventKind(StrEnum):
+    signed_in = "signed_in"
+    failed = "failed"  # wrong password, unknown or disabled account (the page says the same)
+    locked_out = "locked_out"  # refused by the rate limit before the password was checked
+    signed_out = "signed_out"
+    disabled = "disabled"  # the account was disabled: every session of it ended
+
+
+SIGN_IN_EVENT_WORDING: dict[SignInEventKind, Wording] = {
+    SignInEventKind.signed_in: Wording("サインイン", "Signed in"),
+    SignInEventKind.failed: Wording("失敗", "Failed"),
+    SignInEventKind.locked_out: Wording("ロック中の試行", "Locked out"),
+    SignInEventKind.signed_out: Wording("サインアウト", "Signed out"),
+    SignInEventKind.disabled: Wording("無効化（全端末サインアウト）", "Disabled, signed out everywhere"),
+}
+
+
+class StaffSignInEvent(SQLModel, table=True):
+    """A sign-in, failure, lockout, sign-out or disabling of a staff account, for administrators.
+
+    Never a password. `login` is kept only when it names an existing account: what someone typed
+    into the login field for an unknown account may be a password typed in the wrong box.
+    """
+
+    __tablename__ = "staff_sign_in_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_type=aware_datetime(), index=True)
+    kind: SignInEventKind = Field(sa_type=enum_type(SignInEventKind))
+    staff_user_id: int | None = Field(default=None, foreign_key="staff_user.id", index=True)
+    login: str | None = Field(default=None, max_length=64)
+    address: str | None = Field(default=None, max_length=64, description="the client's IP address")
+    detail: str | None = Field(default=None, max_length=128)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated
+from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -12,9 +13,14 @@ from app.core.deps import SessionDep
 from app.core.errors import BadRequest
 from app.sessions import service as web_sessions
 from app.sessions.models import PrincipalKind
-from app.staff import accounts, service, timeline, workflow
+from app.staff import accounts, capacity, service, timeline, workflow
 from app.staff.deps import CurrentStaff, SignedIn, safe_next
-from app.staff.models import OBSERVATION_WORDING, ObservationCategory
+from app.staff.models import (
+    OBSERVATION_WORDING,
+    SIGN_IN_EVENT_WORDING,
+    ObservationCategory,
+    SignInEventKind,
+)
 from app.staff.web import local_today, render
 from consent.scopes import SCOPE_WORDING, Scope
 from rules.models import ALERT_STATUS_WORDING, CATEGORY_WORDING, OPEN_STATUSES, AlertStatus, Category
@@ -83,7 +89,58 @@ async def sign_out(request: Request, session: SessionDep, current: CurrentStaff)
     await web_sessions.verify_form_csrf(request=request, web_session=current.web_session)
     response = RedirectResponse("/staff/sign-in", status_code=303)
     web_sessions.end(session=session, request=request, response=response)
+    accounts.record_event(
+        session=session,
+        kind=SignInEventKind.signed_out,
+        staff=current.staff,
+        address=request.client.host if request.client else None,
+    )
     return response
+
+
+@router.get("/sign-ins", response_class=HTMLResponse)
+def sign_in_events(request: Request, session: SessionDep, current: CurrentStaff) -> HTMLResponse:
+    """サインインの記録 / Staff sign-ins, failures, lockouts and sign-outs (administrators)."""
+    events = accounts.sign_in_events(session=session, staff=current.staff)
+    return render(
+        request, "staff/sign_ins.html", {"current": current, "events": events, "kinds": SIGN_IN_EVENT_WORDING}
+    )
+
+
+@router.get("/capacity", response_class=HTMLResponse)
+def capacity_form(request: Request, session: SessionDep, current: CurrentStaff) -> HTMLResponse:
+    """週ごとの確認件数 / A school's weekly review capacity and sampled share."""
+    return render(
+        request,
+        "staff/capacity.html",
+        {
+            "current": current,
+            "schools": capacity.capacities(session=session, staff=current.staff),
+            "max_capacity": capacity.MAX_CAPACITY,
+            "max_sample": capacity.MAX_SAMPLE_PERCENT,
+        },
+    )
+
+
+@router.post("/capacity")
+async def capacity_change(
+    request: Request,
+    session: SessionDep,
+    current: CurrentStaff,
+    school_id: Annotated[int, Form()],
+    weekly_capacity: Annotated[int, Form()],
+    sample_percent: Annotated[int, Form()],
+) -> Response:
+    """確認件数を変える / Change a school's capacity (audited as a configuration change)."""
+    await web_sessions.verify_form_csrf(request=request, web_session=current.web_session)
+    capacity.change(
+        session=session,
+        staff=current.staff,
+        school_id=school_id,
+        weekly_capacity=weekly_capacity,
+        sample_percent=sample_percent,
+    )
+    return RedirectResponse("/staff/capacity", status_code=303)
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -155,36 +212,50 @@ def alert_queue(
     category: Category | None = None,
     homeroom: int | None = None,
     assignee: int | None = None,
+    school: int | None = None,
     page: Annotated[int, Query(ge=1, le=10_000)] = 1,
 ) -> HTMLResponse:
-    """アラートの一覧 / The alert queue of children in reach, with the weekly capacity line."""
+    """アラートの一覧 / The alert queue: a school's weekly review (capacity line, a sample from
+    below it, the rest under 'more'), then the other open alerts."""
     found = workflow.queue(
         session=session,
         staff=current.staff,
+        today=local_today(),
         statuses=status or sorted(OPEN_STATUSES),
         category=category,
         homeroom_id=homeroom,
         assignee_id=assignee,
+        school_id=school,
         page=page,
     )
-    homerooms = service.homerooms_in_reach(session=session, staff=current.staff)
+    filters = {
+        "status": status or [],
+        "category": category,
+        "homeroom": homeroom,
+        "assignee": assignee,
+        "school": school,
+    }
     return render(
         request,
         "staff/alerts.html",
         {
             "current": current,
             "queue": found,
-            "filters": {
-                "status": status or [],
-                "category": category,
-                "homeroom": homeroom,
-                "assignee": assignee,
-            },
-            "homerooms": homerooms,
+            "filters": filters,
+            "page_query": _page_query(filters),
+            "homerooms": service.homerooms_in_reach(session=session, staff=current.staff),
+            "schools": service.schools_in_reach(session=session, staff=current.staff),
             "statuses": ALERT_STATUS_WORDING,
             "categories": CATEGORY_WORDING,
         },
     )
+
+
+def _page_query(filters: dict[str, Any]) -> str:
+    """The filters as a query string, so the page links keep them."""
+    pairs = [("status", status.value) for status in filters["status"]]
+    pairs += [(name, str(value)) for name, value in filters.items() if name != "status" and value is not None]
+    return urlencode(pairs)
 
 
 @router.get("/alerts/overdue", response_class=HTMLResponse)

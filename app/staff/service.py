@@ -128,6 +128,15 @@ def homerooms_in_reach(*, session: Session, staff: StaffUser) -> Sequence[Homero
     ).all()
 
 
+def schools_in_reach(*, session: Session, staff: StaffUser) -> Sequence[School]:
+    """For a municipality-wide reach: the schools whose weekly queue the staff member may open."""
+    if MATRIX[staff.role].reach is not Reach.municipality:
+        return []
+    return session.exec(
+        select(School).where(School.municipality_id == staff.municipality_id).order_by(col(School.code))
+    ).all()
+
+
 OBSERVATION_RECORDED = "observation.recorded"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from enum import StrEnum
 from functools import lru_cache
 
 import sqlalchemy as sa
@@ -20,7 +21,7 @@ from app.audit import service as audit
 from app.audit.models import Outcome
 from app.core.errors import BadRequest, Conflict, Forbidden, NotFound
 from app.core.types import utcnow
-from app.roster.models import Homeroom, StaffUser, Student
+from app.roster.models import Homeroom, School, StaffUser, Student
 from app.staff.access import MATRIX, Reach, child_in_reach, in_reach
 from app.staff.models import CaseMeeting, CaseNote, SupportAction
 from app.staff.service import PURPOSE, ChildView, actor_for, open_child, reach_clause
@@ -37,9 +38,9 @@ from rules.models import (
     AlertEventKind,
     AlertStatus,
     Category,
-    ReviewCapacity,
     Signal,
 )
+from rules.queue import WeeklyQueue, weekly_queue
 
 S = AlertStatus
 NEXT: dict[AlertStatus, tuple[AlertStatus, ...]] = {
@@ -287,6 +288,14 @@ def colleagues(*, session: Session, staff: StaffUser, alert: Alert) -> list[Staf
 # --- the queue -----------------------------------------------------------------------------
 
 
+class Band(StrEnum):
+    """Where a new alert sits in its school's weekly review queue (rules.queue)."""
+
+    top = "top"  # within the capacity, by score
+    sampled = "sampled"  # drawn at random from below the line, to keep the line honest
+    more = "more"  # below the line: one click away, never hidden
+
+
 @dataclass(frozen=True)
 class QueueRow:
     alert: Alert
@@ -295,13 +304,29 @@ class QueueRow:
     assignee_name: str
     shared: bool
     """False when the family shares none of the role's categories now: the row shows no detail."""
-    below_capacity_line: bool
+    band: Band | None = None
+
+
+@dataclass(frozen=True)
+class WeeklyReview:
+    """A school's new alerts this week, split by its review capacity (DOMAIN.md lesson 2)."""
+
+    school_id: int
+    week: str
+    capacity: int
+    sample_size: int
+    capacity_is_default: bool
+    review: list[QueueRow]
+    """Within the capacity: the top scores, then the sample from below the line."""
+    more: list[QueueRow]
 
 
 @dataclass(frozen=True)
 class Queue:
+    weekly: WeeklyReview | None
+    """For a school: its new alerts by the weekly queue. None for a municipality-wide list."""
     rows: list[QueueRow]
-    capacity: int | None
+    """The other open alerts (all open alerts, ranked, for a municipality-wide list), one page."""
     total: int
     page: int
     pages: int
@@ -310,26 +335,62 @@ class Queue:
 PAGE_SIZE = 50
 
 
+def queue_school(*, session: Session, staff: StaffUser, school_id: int | None) -> int | None:
+    """Whose weekly queue the page shows: the staff member's school; for a municipality-wide
+    reach, a school of the municipality they picked (else none: a ranked list of every school)."""
+    reach = MATRIX[staff.role].reach
+    if reach in (Reach.homeroom, Reach.school):
+        return staff.school_id
+    if reach is Reach.municipality and school_id is not None:
+        school = session.get(School, school_id)
+        if school is not None and school.municipality_id == staff.municipality_id:
+            return school_id
+    return None
+
+
 def queue(
     *,
     session: Session,
     staff: StaffUser,
+    today: date,
     statuses: Sequence[AlertStatus] = tuple(sorted(OPEN_STATUSES)),
     category: Category | None = None,
     homeroom_id: int | None = None,
     assignee_id: int | None = None,
+    school_id: int | None = None,
     page: int = 1,
 ) -> Queue:
-    """Open alerts of children in reach, highest score first, with the school's weekly review
-    capacity drawn as a line under the new alerts that fit in it (DOMAIN.md lesson 2)."""
+    """Open alerts of children in reach. For a school, new alerts come from screening's weekly
+    review queue: the capacity the school set, a sample from below the line, and the rest in
+    a "more" list; the other open alerts follow, highest score first, a page at a time.
+    Filters narrow every list without moving the line."""
+    school = queue_school(session=session, staff=staff, school_id=school_id)
     conditions = [reach_clause(staff), col(Alert.status).in_(list(statuses))]
+    if school is not None:
+        conditions.append(col(Alert.school_id) == school)
     if category is not None:
         conditions.append(col(Alert.category) == category)
     if homeroom_id is not None:
         conditions.append(col(Student.homeroom_id) == homeroom_id)
     if assignee_id is not None:
         conditions.append(col(Alert.assignee_id) == assignee_id)
-    base = select(Alert, Student).join(Student, col(Student.id) == Alert.student_id).where(*conditions)
+
+    weekly_pairs: list[tuple[Alert, Student, Band]] = []
+    weekly = None
+    if school is not None:
+        # The weekly queue holds the new alerts with evidence; the rest are listed below it.
+        conditions.append(sa.or_(col(Alert.status) != AlertStatus.new, col(Alert.score) <= 0))
+        if AlertStatus.new in statuses:
+            weekly = weekly_queue(session=session, school_id=school, today=today)
+            weekly_pairs = _weekly_rows(
+                session,
+                staff,
+                weekly,
+                category=category,
+                homeroom_id=homeroom_id,
+                assignee_id=assignee_id,
+            )
+    joined = select(Alert, Student).join(Student, col(Student.id) == Alert.student_id).where(*conditions)
     total = session.exec(
         select(sa.func.count())
         .select_from(Alert)
@@ -338,20 +399,69 @@ def queue(
     ).one()
     pages = max(1, -(-total // PAGE_SIZE))
     page = min(max(page, 1), pages)
-    found = session.exec(
-        base.order_by(col(Alert.score).desc(), col(Alert.opened_at), col(Alert.id))
+    listed = session.exec(
+        joined.order_by(col(Alert.score).desc(), col(Alert.opened_at), col(Alert.id))
         .offset((page - 1) * PAGE_SIZE)
         .limit(PAGE_SIZE)
     ).all()
-    capacity = None
-    if staff.school_id is not None:
-        setting = session.get(ReviewCapacity, staff.school_id)
-        capacity = setting.weekly_capacity if setting else None
+    pairs = [(alert, student, band) for alert, student, band in weekly_pairs] + [
+        (alert, student, None) for alert, student in listed
+    ]
+    rows = _queue_rows(session, staff, pairs)
+    review = None
+    if weekly is not None:
+        weekly_rows = rows[: len(weekly_pairs)]
+        review = WeeklyReview(
+            school_id=weekly.school_id,
+            week=weekly.week,
+            capacity=weekly.capacity,
+            sample_size=round(weekly.capacity * weekly.medium_share),
+            capacity_is_default=weekly.capacity_is_default,
+            review=[row for row in weekly_rows if row.band is not Band.more],
+            more=[row for row in weekly_rows if row.band is Band.more],
+        )
+    return Queue(weekly=review, rows=rows[len(weekly_pairs) :], total=total, page=page, pages=pages)
+
+
+def _weekly_rows(
+    session: Session,
+    staff: StaffUser,
+    weekly: WeeklyQueue,
+    *,
+    category: Category | None,
+    homeroom_id: int | None,
+    assignee_id: int | None,
+) -> list[tuple[Alert, Student, Band]]:
+    """The weekly queue's alerts in its order, with their children, narrowed to the staff
+    member's reach (a homeroom teacher sees their own class's part) and the filters."""
+    banded = [
+        *((alert, Band.top) for alert in weekly.top),
+        *((alert, Band.sampled) for alert in weekly.sampled),
+        *((alert, Band.more) for alert in weekly.more),
+    ]
+    ids = {alert.student_id for alert, _band in banded}
+    students = {
+        student.id: student
+        for student in session.exec(select(Student).where(col(Student.id).in_(ids), reach_clause(staff)))
+    }
+    return [
+        (alert, students[alert.student_id], band)
+        for alert, band in banded
+        if alert.student_id in students
+        and (category is None or alert.category == category)
+        and (homeroom_id is None or students[alert.student_id].homeroom_id == homeroom_id)
+        and (assignee_id is None or alert.assignee_id == assignee_id)
+    ]
+
+
+def _queue_rows(
+    session: Session, staff: StaffUser, pairs: Sequence[tuple[Alert, Student, Band | None]]
+) -> list[QueueRow]:
     # Consent for the listed children, in one bulk call that audits each use: only the
     # categories behind the listed alerts' rules, which is what a row of the queue stands on.
-    ids = sorted({student.id for _alert, student in found if student.id is not None})
+    ids = sorted({student.id for _alert, student, _band in pairs if student.id is not None})
     wanted = MATRIX[staff.role].categories & frozenset().union(
-        *(category_scopes().get(alert.category, frozenset()) for alert, _student in found)
+        *(category_scopes().get(alert.category, frozenset()) for alert, _student, _band in pairs)
     )
     shared: dict[int, dict[Scope, int]] = {}
     if ids and wanted:
@@ -362,38 +472,28 @@ def queue(
             purpose=PURPOSE,
             student_ids=ids,
         )
+    room_ids = {student.homeroom_id for _a, student, _b in pairs if student.homeroom_id}
     homerooms = {
-        room.id: room.name
-        for room in session.exec(
-            select(Homeroom).where(col(Homeroom.id).in_({s.homeroom_id for _a, s in found if s.homeroom_id}))
-        )
+        room.id: room.name for room in session.exec(select(Homeroom).where(col(Homeroom.id).in_(room_ids)))
     }
+    assignee_ids = {alert.assignee_id for alert, _s, _b in pairs if alert.assignee_id}
     assignees = {
         person.id: person.display_name
-        for person in session.exec(
-            select(StaffUser).where(
-                col(StaffUser.id).in_({a.assignee_id for a, _s in found if a.assignee_id})
-            )
-        )
+        for person in session.exec(select(StaffUser).where(col(StaffUser.id).in_(assignee_ids)))
     }
-    rows = []
-    new_seen = (page - 1) * PAGE_SIZE  # approximate across pages: the line is about new alerts
-    for alert, student in found:
-        if alert.status is AlertStatus.new:
-            new_seen += 1
-        rows.append(
-            QueueRow(
-                alert=alert,
-                student=student,
-                homeroom_name=homerooms.get(student.homeroom_id, "") if student.homeroom_id else "",
-                assignee_name=assignees.get(alert.assignee_id, "") if alert.assignee_id else "",
-                shared=bool(
-                    set(shared.get(student.id or 0, {})) & category_scopes().get(alert.category, frozenset())
-                ),
-                below_capacity_line=capacity is not None and new_seen > capacity,
-            )
+    return [
+        QueueRow(
+            alert=alert,
+            student=student,
+            homeroom_name=homerooms.get(student.homeroom_id, "") if student.homeroom_id else "",
+            assignee_name=assignees.get(alert.assignee_id, "") if alert.assignee_id else "",
+            shared=bool(
+                set(shared.get(student.id or 0, {})) & category_scopes().get(alert.category, frozenset())
+            ),
+            band=band,
         )
-    return Queue(rows=rows, capacity=capacity, total=total, page=page, pages=pages)
+        for alert, student, band in pairs
+    ]
 
 
 @dataclass(frozen=True)

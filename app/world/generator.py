@@ -19,7 +19,7 @@ from app.roster.models import Municipality, School, SchoolDay, SchoolKind, Staff
 from app.sources.models import Source
 from app.world.calendar import school_calendar
 from app.world.data import world_shape
-from app.world.people import Pupils, SchoolPlace, district_roster, staff_count, staff_rows
+from app.world.people import Pupils, Roster, SchoolPlace, district_roster, staff_count, staff_rows
 from app.world.rows import Batch, Category, Label, Rows
 from app.world.school_year import school_year_rows
 
@@ -109,12 +109,11 @@ class District:
             ),
         )
 
-    def generate(self) -> Batch:
+    def _roster(self) -> tuple[np.random.Generator, Roster]:
         rng = np.random.default_rng(np.random.SeedSequence(self.spec.seed, spawn_key=(self.index + 1,)))
-        schools = self.schools
         roster = district_roster(
             rng,
-            schools=schools,
+            schools=self.schools,
             grade_sizes=self.grade_sizes,
             student_offset=self.student_offset,
             homeroom_offset=self.homeroom_offset,
@@ -122,6 +121,17 @@ class District:
             municipality_key=MUNICIPALITY_KEY,
             school_year=self.spec.school_year,
         )
+        return rng, roster
+
+    def roster_rows(self) -> list[Rows]:
+        """The district's schools and people only, the same as `generate` gives, without the school
+        year's records (the roster is drawn first, so it does not depend on them)."""
+        _rng, roster = self._roster()
+        return [_school_rows(self.schools), *roster.rows]
+
+    def generate(self) -> Batch:
+        rng, roster = self._roster()
+        schools = self.schools
         rows = [_school_rows(schools), *_calendar_rows(schools), *roster.rows]
         labels, attendance = [], []
         for school in schools:

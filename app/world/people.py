@@ -445,6 +445,7 @@ def _guardians(
         Source.school_affairs,
         {
             "id": key,
+            "subject": np.array([national_id_subject(int(k)) for k in key]),
             "family_name": family_names().kanji[family_h][owner],
             "given_name": adult_given_names().kanji[given],
             "family_name_kana": family_names().kana[family_h][owner],
@@ -475,6 +476,15 @@ def _guardians(
         },
     )
     return guardians, links
+
+
+def national_id_subject(guardian_key: int) -> str:
+    """The subject the national-ID sign-in stand-in gives this guardian of the demo world.
+
+    The world's guardians are seeded as if they had signed in once before, so that signing in
+    as one of them at the stand-in (which lists the same world) finds them, not a stranger.
+    """
+    return f"jp-nid-{guardian_key:08d}"
 
 
 StaffMember = tuple[str, StaffRole, str, int | None, int | None]  # login, role, title, school, homeroom

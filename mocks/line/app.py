@@ -75,6 +75,7 @@ def config_from_env() -> Config:
         channel_secret=os.environ.get("TSUNAGU_LINE_CHANNEL_SECRET", DEMO_SECRET),
         access_token=os.environ.get("TSUNAGU_LINE_CHANNEL_ACCESS_TOKEN", DEMO_SECRET),
         webhook_url=os.environ.get("LINE_STANDIN_WEBHOOK_URL", f"{base}/line/webhook"),
+        test_device=os.environ.get("TSUNAGU_NOTIFY_TEST_RECIPIENT") or None,
     )
 
 

@@ -11,6 +11,7 @@ import re
 from typing import Any
 
 USER_ID = re.compile(r"^U[0-9a-f]{32}$")
+USER_IDS = re.compile(r"U[0-9a-f]{32}(?:\nU[0-9a-f]{32})*")  # a multicast's ids, one per line
 MESSAGE_TYPES = {"text", "flex", "template", "image", "sticker"}
 
 
@@ -85,7 +86,7 @@ def check_multicast(body: Any) -> Problems:
     to = body.get("to")
     if not isinstance(to, list) or not 1 <= len(to) <= 500:
         problems.add("to", "Size must be between 1 and 500")
-    elif not all(isinstance(u, str) and USER_ID.match(u) for u in to):
+    elif not all(type(u) is str and len(u) == 33 for u in to) or not USER_IDS.fullmatch("\n".join(to)):
         problems.add("to", "The property, 'to', in the request body is invalid")
     check_messages(body.get("messages"), problems)
     return problems

@@ -6,19 +6,22 @@ scopes `openid` plus the basic four attributes `name address birthdate gender`. 
 the real provider publishes nothing: PKCE (S256 or plain) required, client_secret_basic at
 the token endpoint, ES256 ID tokens, a /userinfo endpoint, endpoint paths below.
 
-Instead of a card reader, the login page lists fictional residents (and, in the demo, the
-people of the file named by MOCK_NATIONAL_ID_PEOPLE, JSON `[{"sub","name","address",
-"birthdate","gender"}]`); picking one signs in as them. Everything lives in memory.
+Instead of a card reader, the login page lists card holders; picking one signs in as them.
+By default they are the guardians of the demo world that `tsunagu run` seeds (the same
+deterministic world the school stand-ins serve, made from TSUNAGU_DEMO_STUDENTS and
+TSUNAGU_DEMO_SEED, never read from tsunagu's database), with the subject the seed gave them,
+so signing in as one finds them in tsunagu. Tests pass their own `people`. Everything lives in
+memory.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -49,23 +52,21 @@ class Person:
     address: str
     birthdate: str
     gender: str
+    kana: str = ""
+    children: tuple[str, ...] = ()  # shown on the login page only, to help pick someone
+
+    def matches(self, words: str) -> bool:
+        haystack = " ".join([self.name, self.kana, *self.children]).replace(" ", "")
+        return all(word in haystack for word in words.split())
 
 
-RESIDENTS = [
-    Person("jp-nid-0001", "加賀 花子", "石川県加賀市大聖寺南町1-1", "1985-04-12", "female"),
-    Person("jp-nid-0002", "山中 太郎", "石川県加賀市山中温泉本町2-3", "1981-09-30", "male"),
-    Person("jp-nid-0003", "片山津 由美", "石川県加賀市片山津温泉乙65", "1990-01-22", "female"),
-    Person("jp-nid-0004", "髙橋 健一", "石川県加賀市作見町ル25", "1978-07-07", "male"),
-    Person("jp-nid-0005", "渡邊 さくら", "石川県加賀市動橋町イ1", "1988-11-03", "female"),
-]
+PAGE_SIZE = 20
 
 
-def load_people() -> list[Person]:
-    people = list(RESIDENTS)
-    path = os.environ.get("MOCK_NATIONAL_ID_PEOPLE")
-    if path and Path(path).exists():
-        people += [Person(**entry) for entry in json.loads(Path(path).read_text(encoding="utf-8"))]
-    return people
+def demo_people() -> list[Person]:
+    from mocks.world_data import demo_national_id_people
+
+    return demo_national_id_people()
 
 
 @dataclass
@@ -177,10 +178,10 @@ class Answer:
 
 
 class Provider(AuthorizationServer):  # type: ignore[misc]
-    def __init__(self, *, client: RegisteredClient, people: list[Person]) -> None:
+    def __init__(self, *, client: RegisteredClient, people: Callable[[], Sequence[Person]]) -> None:
         super().__init__(scopes_supported=SCOPES)
         self.client = client
-        self.people = {p.sub: p for p in people}
+        self._people = people
         self.codes: dict[str, Code] = {}
         self.tokens: dict[str, tuple[str, str, float]] = {}
         self.key = ECKey.generate_key("P-256", parameters={"kid": "nid-1", "use": "sig", "alg": "ES256"})
@@ -251,11 +252,16 @@ class Provider(AuthorizationServer):  # type: ignore[misc]
             ),
         )
 
+    @cached_property
+    def people(self) -> dict[str, Person]:
+        # Made on the first sign-in, not at start-up: a large demo world takes a while.
+        return {p.sub: p for p in self._people()}
+
     def claims_of(self, person: Person, scope: str) -> dict[str, str]:
         granted = set(scope_to_list(scope) or [])
         claims = {"sub": person.sub}
         for attribute in ("name", "address", "birthdate", "gender"):
-            if attribute in granted:
+            if attribute in granted and getattr(person, attribute):
                 claims[attribute] = getattr(person, attribute)
         return claims
 
@@ -295,8 +301,10 @@ def create_app(
     client_id: str | None = None,
     client_secret: str | None = None,
     redirect_uris: Sequence[str] | None = None,
+    people: Sequence[Person] | None = None,
 ) -> FastAPI:
-    """The stand-in; by default it knows tsunagu's demo client and its demo callback URLs."""
+    """The stand-in; by default it knows tsunagu's demo client, its demo callback URLs and the
+    demo world's guardians."""
     client = RegisteredClient(
         client_id or os.environ.get("MOCK_NATIONAL_ID_CLIENT_ID", "tsunagu"),
         client_secret or os.environ.get("MOCK_NATIONAL_ID_CLIENT_SECRET", DEFAULT_SECRET),
@@ -306,7 +314,7 @@ def create_app(
             "http://127.0.0.1:8000/guardian/sign-in/callback,http://localhost:8000/guardian/sign-in/callback",
         ).split(","),
     )
-    provider = Provider(client=client, people=load_people())
+    provider = Provider(client=client, people=demo_people if people is None else lambda: people)
     app = FastAPI(title="national-ID sign-in stand-in", docs_url=None, redoc_url=None)
 
     @app.middleware("http")
@@ -354,21 +362,24 @@ def create_app(
         return oauth_request, grant
 
     @app.get("/authorize", response_class=HTMLResponse)
-    def login_page(request: Request) -> Response:
+    def login_page(request: Request, q: str = "") -> Response:
         checked = _validate(request, [])
         if isinstance(checked, Response):
             return checked
+        everyone = list(provider.people.values())
+        found = [p for p in everyone if p.matches(q)] if q.strip() else everyone
+        params = {k: v for k, v in request.query_params.items() if k != "q"}
         return templates.TemplateResponse(
             request,
             "national_id/login.html",
-            {"people": list(provider.people.values()), "params": dict(request.query_params)},
+            {"people": found[:PAGE_SIZE], "more": len(found) - PAGE_SIZE, "q": q, "params": params},
         )
 
     @app.post("/authorize")
     async def login(request: Request) -> Response:
         form = await request.form()
         sub = str(form.get("sub", ""))
-        params = [(k, str(v)) for k, v in form.multi_items() if k != "sub"]
+        params = [(k, str(v)) for k, v in form.multi_items() if k not in ("sub", "q")]
         checked = _validate(request, params)
         if isinstance(checked, Response):
             return checked

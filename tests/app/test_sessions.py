@@ -116,3 +116,21 @@ async def test_csrf_missing_or_wrong_is_refused(http: httpx.AsyncClient) -> None
     assert wrong.status_code == 403
     ok = await http.post("/t/form", data={"csrf_token": csrf})
     assert ok.json() == {"ok": "yes"}
+
+
+async def test_the_idle_clock_moves_at_commit_at_most_once_a_minute(
+    http: httpx.AsyncClient, session: Session
+) -> None:
+    await http.post("/t/sign-in/9")
+    web_session = session.exec(select(WebSession).where(WebSession.principal_id == 9)).one()
+    idle = utcnow() - timedelta(minutes=20)
+    web_session.last_seen_at = idle
+    session.add(web_session)
+    session.commit()
+    assert (await http.get("/t/me")).status_code == 200
+    session.refresh(web_session)
+    moved = web_session.last_seen_at
+    assert service._aware(moved) > idle + timedelta(minutes=19)  # written by the request's commit
+    assert (await http.get("/t/me")).status_code == 200
+    session.refresh(web_session)
+    assert web_session.last_seen_at == moved  # within the minute: no write at all

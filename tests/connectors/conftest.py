@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 import httpx
@@ -112,12 +113,18 @@ class Upstreams:
             ).all()
             return {number: sid for number, sid in rows if sid is not None}
 
-    def grant(self, student_number: str, scopes: Sequence[Scope] = tuple(Scope)) -> ConsentGrant:
+    def grant(
+        self, student_number: str, scopes: Sequence[Scope] = tuple(Scope), data_from: date | None = None
+    ) -> ConsentGrant:
         with Session(self.engine, expire_on_commit=False) as session:
             student = session.get(Student, self.student_ids()[student_number])
             assert student is not None
             grant = make_grant(
-                session, student=student, guardian=make_guardian(session, student=student), scopes=scopes
+                session,
+                student=student,
+                guardian=make_guardian(session, student=student),
+                scopes=scopes,
+                data_from=data_from,
             )
             session.commit()
             return grant

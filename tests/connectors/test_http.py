@@ -18,7 +18,7 @@ def client(handler: httpx.MockTransport, breaker: CircuitBreaker | None = None) 
     return UpstreamHttp(
         name="upstream",
         base_url="http://upstream.test",
-        timeout=1,
+        timeout=httpx.Timeout(1),
         retry=FAST,
         breaker=breaker,
         transport=handler,

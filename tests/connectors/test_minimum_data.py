@@ -1,5 +1,6 @@
-"""Minimum data: a category no one consented to is never asked for nor stored; a revoked grant
-stops the fetch for that child mid-run; a transfer student's unknown months stay unknown."""
+"""Minimum data: a category no one consented to is never asked for nor stored; nothing before a
+consent's data range is asked for or stored; a revoked grant stops the fetch for that child
+mid-run; a transfer student's unknown months stay unknown."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlmodel import Session, select
 from app.audit.actors import Actor, ActorKind
 from app.roster.models import Student
 from app.sources.models import AttendanceDay, FeeStatus, GradeRecord, MoodCheckin, NurseVisit, SchoolAidStatus
+from connectors.models import SyncStatus
 from consent import service as consent_service
 from consent.models import ConsentGrant, GrantEventKind
 from consent.scopes import Scope
@@ -64,6 +66,45 @@ async def test_school_affairs_is_asked_only_about_consenting_children(upstreams:
     assert runs[1].discarded == 3 * PER_STUDENT["mood-checkins"]
     assert upstreams.count(MoodCheckin) == PER_STUDENT["mood-checkins"]
     assert upstreams.count(MoodCheckin, consenting) == PER_STUDENT["mood-checkins"]
+
+
+# With a data range from 2026-05-12, of tests/connectors/upstream.py's records: the days from
+# then on; grades of term 1, the fees of April and May, the school year's aid and the week of
+# 5/11 are about earlier days and stay out.
+IN_RANGE = {
+    "attendance": 2,
+    "nurse-visits": 1,
+    "grades": 0,
+    "fees": 0,
+    "school-aid": 0,
+    "learning-activity": 1,
+    "submissions": 2,
+    "mood-checkins": 2,
+}
+
+
+async def test_nothing_before_the_consents_data_range_is_asked_for_or_stored(upstreams: Upstreams) -> None:
+    school_records(upstreams.school, 3, upstreams.data)
+    await upstreams.sync()
+    ranged, whole = number(upstreams.school, 0), number(upstreams.school, 1)
+    upstreams.grant(ranged, data_from=date(2026, 5, 12))
+    upstreams.grant(whole)
+    await upstreams.clear()
+    runs = await upstreams.sync()
+
+    for resource, table in TABLES.items():
+        assert upstreams.count(table, ranged) == IN_RANGE[resource], resource
+        assert upstreams.count(table, whole) == PER_STUDENT[resource], resource
+    # School affairs was asked about the ranged child only from the range's first day on.
+    asked = [a for a in await upstreams.asked(upstreams.affairs_url) if a["students"]]
+    assert {a["data_from"] for a in asked if ranged in a["students"]} == {"2026-05-12"}
+    assert {a["data_from"] for a in asked if whole in a["students"]} == {None}
+    # The platform pages whole schools: the ranged child's earlier rows arrived and were dropped
+    # unstored, with the rows of the child without consent.
+    earlier = sum(PER_STUDENT[r] - IN_RANGE[r] for r in ("learning-activity", "submissions", "mood-checkins"))
+    unconsented = sum(PER_STUDENT[r] for r in ("learning-activity", "submissions", "mood-checkins"))
+    assert runs[1].discarded == earlier + unconsented
+    assert {run.status for run in runs} == {SyncStatus.succeeded}
 
 
 async def test_a_grant_revoked_mid_run_stops_the_fetch_for_that_child(upstreams: Upstreams) -> None:

@@ -20,7 +20,7 @@ from app.roster.models import Guardian, Student
 from app.sources.models import Benefit, BenefitStatus, HouseholdInfo, Source
 from connectors import myna, service
 from connectors.clients import school_clients
-from connectors.models import IdentityReview, MynaLink, SyncStatus
+from connectors.models import IdentityReview, MynaLink, ReviewStatus, SyncStatus
 from connectors.tokens import unseal
 from consent.scopes import Scope
 from mocks import myna_portal
@@ -217,6 +217,23 @@ async def test_a_household_without_the_child_stores_nothing_and_asks_a_person(po
             select(IdentityReview).where(IdentityReview.record_ref == f"link:{link.id}")
         ).one()
     assert (review.family_name, review.given_name) == ("佐藤", "次郎")
+
+    # A person decides (the portal spells the name another way: it is this child); the next run
+    # uses that decision and asks nobody again.
+    with Session(portal.engine) as session:
+        decided = session.get(IdentityReview, review.id)
+        assert decided is not None
+        decided.status, decided.resolved_student_id = ReviewStatus.resolved, portal.student.id
+        session.add(decided)
+        session.commit()
+    runs = await portal.sync()
+    assert runs[0].status is SyncStatus.succeeded, runs[0].errors
+    assert len(portal.rows(HouseholdInfo)) == 1
+    with Session(portal.engine) as session:
+        reviews = session.exec(
+            select(IdentityReview).where(IdentityReview.record_ref == f"link:{link.id}")
+        ).all()
+    assert [r.id for r in reviews] == [review.id]
 
 
 async def test_an_expired_token_is_refreshed_through_authlib_mid_run(portal: Portal) -> None:

@@ -12,6 +12,7 @@ from limits.storage import MemoryStorage
 from app.core.config import get_settings
 from consent import invitations, signin
 from mocks.national_id.app import create_app as create_national_id
+from tests.consent.people import RESIDENTS
 from tests.live_server import live_server
 
 
@@ -25,7 +26,7 @@ async def https(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def national_id(settings_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The national-ID stand-in served for real on an ephemeral port, known to the settings."""
-    standin = create_national_id(redirect_uris=[signin.redirect_uri()])
+    standin = create_national_id(redirect_uris=[signin.redirect_uri()], people=RESIDENTS)
     with live_server(standin) as url:
         monkeypatch.setenv("TSUNAGU_NATIONAL_ID_URL", url)
         get_settings.cache_clear()

@@ -114,7 +114,8 @@ def test_letters_are_an_a4_pdf_page_per_child(session: Session, tmp_path: Path, 
     session.flush()
     for name in ("一郎", "二郎"):
         make_student(session, school=school, homeroom_id=homeroom.id, given_name=name)
-    letters = invitations.issue_for_homeroom(session=session, school_code=school.code, homeroom_name="1年2組")
+    found = invitations.find_homeroom(session=session, school_code=school.code, homeroom_name="1年2組")
+    letters = invitations.issue_for_homeroom(session=session, school=found[0], homeroom=found[1])
     pdf = render_letters(letters)
     assert pdf.startswith(b"%PDF") and len(re.findall(rb"/Type /Page\b", pdf)) == 2
     assert re.search(rb"/MediaBox \[0 0 595\.28 841\.89\]", pdf)  # A4 in points

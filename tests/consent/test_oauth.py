@@ -248,7 +248,7 @@ async def test_metadata_is_truthful(session: Session, https: httpx.AsyncClient) 
     assert document["grant_types_supported"] == ["authorization_code", "refresh_token"]
     assert document["response_types_supported"] == ["code"]
     assert document["code_challenge_methods_supported"] == ["S256"]
-    assert document["token_endpoint_auth_methods_supported"] == ["client_secret_basic"]
+    assert document["token_endpoint_auth_methods_supported"] == ["client_secret_basic", "private_key_jwt"]
     assert document["authorization_response_iss_parameter_supported"] is True
     for key in (
         "token_endpoint",

@@ -242,3 +242,40 @@ def test_no_module_outside_consent_touches_the_grant_tables() -> None:
             if "consent.models" in text or "consent.service" in text or TABLE_NAME.search(text):
                 offenders.append(relative)
     assert offenders == []
+
+
+def test_a_snapshot_decides_as_check_does_and_the_next_one_sees_a_revocation(session: Session) -> None:
+    partner = make_client(session)
+    allowed = make_grant(session, scopes=[ATTENDANCE, MOOD], purposes=[EARLY])
+    paused = make_grant(session, scopes=[ATTENDANCE], purposes=[EARLY])
+    consent_service.transition(
+        session=session, grant=paused, kind=GrantEventKind.paused, actor=GUARDIAN_ACTOR
+    )
+    objected = make_grant(session, scopes=[MOOD], purposes=[EARLY, INFO])
+    consent_service.raise_objection(
+        session=session, actor=STAFF, student_id=objected.student_id, purpose=EARLY, message=None
+    )
+    shared = make_grant(session, client=partner, scopes=[ATTENDANCE], purposes=[INFO])
+    children = [g.student_id for g in (allowed, paused, objected, shared)]
+    questions = [
+        (child, scope, purpose)
+        for child in children
+        for scope in (ATTENDANCE, MOOD, GRADES)
+        for purpose in (EARLY, INFO)
+    ]
+    for client_id in (None, partner.client_id, "unknown-client"):
+        snap = policy.snapshot(session=session, student_ids=children, client_id=client_id)
+        for child, scope, purpose in questions:
+            expected = policy.check(
+                session=session, student_id=child, scope=scope, purpose=purpose, client_id=client_id
+            )
+            assert snap.decide(child, scope, purpose) == expected, (client_id, child, scope, purpose)
+    before = policy.snapshot(session=session)
+    assert before.decide(allowed.student_id, MOOD, EARLY).allowed
+    consent_service.transition(
+        session=session, grant=allowed, kind=GrantEventKind.revoked, actor=GUARDIAN_ACTOR
+    )
+    assert policy.snapshot(session=session).decide(allowed.student_id, MOOD, EARLY).reason == "grant_revoked"
+    assert (
+        audit.uses_of_child(session=session, student_id=allowed.student_id) == []
+    )  # a snapshot records nothing

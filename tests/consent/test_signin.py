@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pytest
 from sqlmodel import Session, select
 
+from app.core.config import get_settings
 from app.roster.models import Guardian
 from app.sessions.models import WebSession
+from app.world.generator import WorldSpec
+from consent import signin
+from mocks.national_id.app import create_app as create_national_id
+from mocks.world_data import demo_national_id_people
+from tests.live_server import live_server
 
 
 async def _through_login(
@@ -85,3 +93,47 @@ async def test_sign_out_needs_the_csrf_token(
     assert signed_out.status_code == 303
     session.refresh(web_session)
     assert web_session.ended_at is not None
+
+
+@pytest.fixture
+def demo_world_national_id(
+    session: Session, settings_env: None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[str, list[Guardian]]]:
+    """A seeded demo world's guardians in tsunagu, and the stand-in as `tsunagu run` starts it
+    (no people passed: it lists the same world, made from the same spec, not from our database)."""
+    monkeypatch.setenv("TSUNAGU_DEMO_STUDENTS", "30")
+    monkeypatch.setenv("TSUNAGU_DEMO_SEED", "5")
+    demo_national_id_people.cache_clear()
+    (district,) = WorldSpec(students=30, seed=5).districts
+    (guardian_rows,) = [rows for rows in district.roster_rows() if rows.table is Guardian]
+    seeded = [Guardian(**record) for record in guardian_rows.records()]
+    session.add_all(seeded)
+    session.flush()
+    with live_server(create_national_id(redirect_uris=[signin.redirect_uri()])) as url:
+        monkeypatch.setenv("TSUNAGU_NATIONAL_ID_URL", url)
+        get_settings.cache_clear()
+        yield url, seeded
+    get_settings.cache_clear()
+    demo_national_id_people.cache_clear()
+
+
+async def test_the_demo_login_offers_the_seeded_guardians_and_finds_them(
+    session: Session, https: httpx.AsyncClient, demo_world_national_id: tuple[str, list[Guardian]]
+) -> None:
+    url, seeded = demo_world_national_id
+    chosen = seeded[3]
+    assert chosen.subject is not None
+    name = f"{chosen.family_name} {chosen.given_name}"
+    started = await https.get("/guardian/sign-in/start")
+    query = {k: v[0] for k, v in parse_qs(urlsplit(started.headers["location"]).query).items()}
+    async with httpx.AsyncClient() as browser:
+        first_page = await browser.get(started.headers["location"])
+        assert f"{seeded[0].family_name} {seeded[0].given_name}" in first_page.text
+        searched = await browser.get(f"{url}/authorize", params=query | {"q": chosen.given_name_kana})
+        assert name in searched.text and chosen.subject in searched.text
+        picked = await browser.post(f"{url}/authorize", data=query | {"sub": chosen.subject})
+    done = await https.get(f"/guardian/sign-in/callback?{urlsplit(picked.headers['location']).query}")
+    assert done.status_code == 303
+    # The seeded guardian signed in; nobody new was created for them.
+    assert len(session.exec(select(Guardian).where(Guardian.subject == chosen.subject)).all()) == 1
+    assert session.exec(select(WebSession).where(WebSession.principal_id == chosen.id)).first()

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Route, expect
 
 from app.core.config import get_settings
 from app.core.db import get_engine, make_engine, session_scope
@@ -23,11 +23,12 @@ from app.main import create_app
 from consent import clients, invitations, receipts, signin
 from consent.scopes import Purpose, Scope
 from mocks.national_id.app import create_app as create_national_id
+from tests.consent.people import RESIDENTS
+from tests.e2e.chromium import needs_chromium
 from tests.factories import make_student
 from tests.live_server import live_server
 
-CHROMIUM = "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
+pytestmark = needs_chromium
 PARTNER_CALLBACK = "https://partner.example/callback"
 
 
@@ -67,31 +68,14 @@ def site(empty_database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[S
         # The issuer, the sign-in callback and the stand-in all need the port just chosen.
         monkeypatch.setenv("TSUNAGU_PUBLIC_BASE_URL", base)
         get_settings.cache_clear()
-        with live_server(create_national_id(redirect_uris=[signin.redirect_uri()])) as national_id:
+        standin = create_national_id(redirect_uris=[signin.redirect_uri()], people=RESIDENTS)
+        with live_server(standin) as national_id:
             monkeypatch.setenv("TSUNAGU_NATIONAL_ID_URL", national_id)
             get_settings.cache_clear()
             yield Site(base, *ids)
     get_engine().dispose()
     get_settings.cache_clear()
     get_engine.cache_clear()
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        yield chromium
-        chromium.close()
 
 
 def _partner_authorization_url(site: Site) -> tuple[str, str]:
@@ -125,6 +109,14 @@ def test_the_whole_guardian_path(site: Site, browser: Browser, tmp_path: Path) -
     expect(page.get_by_text("加賀 陽菜")).to_be_visible()
     page.get_by_role("button", name="はい、登録します").click()
     expect(page.get_by_role("heading", name="加賀 陽菜 さん")).to_be_visible()
+
+    # The home page leads to the Myna Portal link and back.
+    page.get_by_role("link", name="同意の管理").click()
+    page.get_by_role("link", name="マイナポータルと連携する").click()
+    expect(page.get_by_role("heading", name="マイナポータルとの連携")).to_be_visible()
+    expect(page.get_by_role("heading", name="加賀 陽菜")).to_be_visible()
+    page.get_by_role("link", name="同意の管理").click()
+    expect(page.get_by_role("heading", name="同意の管理")).to_be_visible()
 
     # 3. A partner asks; approve two of the toggles (one item, one purpose), all off at first.
     authorization_url, verifier = _partner_authorization_url(site)

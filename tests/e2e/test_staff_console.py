@@ -8,7 +8,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from app.core.config import get_settings
 from app.core.db import get_engine, make_engine, session_scope
@@ -17,12 +17,12 @@ from app.main import create_app
 from app.roster.models import SchoolDay, StaffRole
 from app.sources.models import AttendanceDay, AttendanceMark, Source
 from consent.scopes import Scope
+from tests.e2e.chromium import needs_chromium
 from tests.factories import make_grant
 from tests.live_server import live_server
 from tests.staff.conftest import PASSWORD, build_roster, make_alert, make_staff
 
-CHROMIUM = "/usr/bin/chromium"
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed")
+pytestmark = needs_chromium
 
 
 @dataclass(frozen=True)
@@ -72,24 +72,6 @@ def site(empty_database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[S
     get_engine().dispose()  # the server's own engine: close its pooled connections
     get_settings.cache_clear()
     get_engine.cache_clear()
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-            ],
-        )
-        yield chromium
-        chromium.close()
 
 
 def _sign_in(page: Page, site: Site, login: str) -> None:

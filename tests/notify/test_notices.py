@@ -17,6 +17,7 @@ from app.core.types import utcnow
 from notify import campaigns, demo, resources
 from notify.models import Campaign, CampaignStatus, LineAccount, Notification, NotificationStatus
 from tests.factories import make_guardian, make_school, make_student
+from tests.line_standin import StandIn
 from tests.notify.conftest import staff_client
 
 HTML = {"accept": "text/html"}
@@ -163,3 +164,62 @@ async def test_an_over_long_notice_is_refused_on_the_form(
     )
     assert response.status_code == 422 and "LINE の上限" in response.text
     assert session.exec(select(Campaign)).all() == []
+
+
+async def test_staff_send_a_notice_to_the_test_phone_before_scheduling_it(
+    line_app: FastAPI,
+    client: httpx.AsyncClient,
+    standin: StandIn,
+    session: Session,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    test_phone = standin.user("市役所 テスト端末")
+    monkeypatch.setenv("TSUNAGU_NOTIFY_TEST_RECIPIENT", test_phone)
+    get_settings.cache_clear()
+    csrf = staff_client(client, session)
+    demo.seed_demo(session=session)
+    follower(session)
+    campaign = campaigns.create(
+        session=session,
+        settings=get_settings(),
+        data=notice(resource_ids=[resources.search(session=session)[0].id]),
+        staff_id=None,
+    )
+    page = await client.get(f"/staff/notices/{campaign.id}", headers=HTML)
+    assert "テスト端末に試し送り" in page.text
+
+    sent = await client.post(f"/staff/notices/{campaign.id}/test", data={"csrf_token": csrf}, headers=HTML)
+
+    assert sent.status_code == 303, sent.text
+    shown = await client.get(sent.headers["location"], headers=HTML)
+    assert "テスト端末に送りました" in shown.text
+    chat = standin.control.get(f"/_control/users/{test_phone}/chat").json()
+    assert [e["message"] for e in chat if e["sender"] == "bot"] == campaign.messages
+    # A preview is not a send: no family got it, and the notice is still a draft.
+    assert session.exec(select(Notification)).all() == []
+    assert campaign.status is CampaignStatus.draft
+
+
+async def test_a_test_send_needs_a_test_phone_and_a_csrf_token(
+    line_app: FastAPI,
+    client: httpx.AsyncClient,
+    standin: StandIn,
+    session: Session,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("TSUNAGU_NOTIFY_TEST_RECIPIENT", raising=False)
+    get_settings.cache_clear()
+    csrf = staff_client(client, session)
+    campaign = campaigns.create(session=session, settings=get_settings(), data=notice(), staff_id=None)
+    page = await client.get(f"/staff/notices/{campaign.id}", headers=HTML)
+    assert "テスト端末に試し送り" not in page.text
+
+    unset = await client.post(f"/staff/notices/{campaign.id}/test", data={"csrf_token": csrf}, headers=HTML)
+    assert unset.status_code == 409 and "テスト端末が設定されていません" in unset.text
+
+    monkeypatch.setenv("TSUNAGU_NOTIFY_TEST_RECIPIENT", standin.user())
+    get_settings.cache_clear()
+    forged = await client.post(f"/staff/notices/{campaign.id}/test", data={}, headers=HTML)
+    assert forged.status_code == 403
+    missing = await client.post("/staff/notices/999999/test", data={"csrf_token": csrf}, headers=HTML)
+    assert missing.status_code == 404

@@ -59,6 +59,11 @@ def test_scores_rules_categories_and_groups(session: Session, tmp_path: Path) ->
     consecutive = result["rules"]["consecutive_absence"]
     assert consecutive["alerts"] == 2 and consecutive["true_positives"] == 1
     assert consecutive["precision"] == 0.5 and consecutive["recall"] == 1.0
+    # Where the alerts land, by the world's own labels (the control is the false positive).
+    assert consecutive["planted_labels"] == {"healthy_control": 1, "school_non_attendance": 1, "none": 0}
+    # No label plants 心身の不調: its precision is unknown, not zero.
+    wellbeing = result["categories"]["wellbeing"]
+    assert wellbeing["measured"] is False and wellbeing["precision"] is None
     assert result["rules"]["late_early_and_missed_work"]["status"] == "trial"
     category = result["categories"]["non_attendance"]
     assert category["labelled_later"] == 1  # the onset is after the as-of day: not counted yet

@@ -88,10 +88,10 @@ def test_alerts_explain_themselves_and_follow_consent(
     session: Session, units: engine.Units, catalog: Catalog, school: School
 ) -> None:
     absent = make_student(session, school=school, enrolled_on=date(2025, 4, 7))
-    _absent_since(session, absent, date(2025, 9, 26))
+    _absent_since(session, absent, date(2025, 9, 1))  # 23 of the year's 98 school days
     make_grant(session, student=absent, scopes=[Scope.school_attendance])
     no_consent = make_student(session, school=school, enrolled_on=date(2025, 4, 7))
-    _absent_since(session, no_consent, date(2025, 9, 22))
+    _absent_since(session, no_consent, date(2025, 9, 1))
     only_benefits = make_student(session, school=school, enrolled_on=date(2025, 4, 7))
     session.add(
         BenefitStatus(
@@ -114,14 +114,15 @@ def test_alerts_explain_themselves_and_follow_consent(
         AlertStatus.new,
     )
     signals = {s.rule_id: s for s in session.exec(select(Signal).where(Signal.alert_id == alert.id))}
-    assert set(signals) == {"chronic_absence_30d", "consecutive_absence"}
+    assert set(signals) == {"attendance_early_warning_ytd", "attendance_at_risk_ytd", "consecutive_absence"}
     [fact] = signals["consecutive_absence"].atoms
-    assert fact["feature"] == "consecutive_absence_days" and fact["value"] == 4.0
+    assert fact["feature"] == "consecutive_absence_days" and fact["value"] == 23.0
     assert fact["threshold"] == 3.0 and fact["result"] == "true"
-    fact, days = signals["chronic_absence_30d"].atoms
-    assert (days["feature"], days["value"], days["result"]) == ("absence_days_30d", 4.0, "true")
-    assert fact["window_start"] == "2025-09-02" and fact["window_end"] == "2025-10-01"
-    assert alert.score == 3.0
+    fact, days = signals["attendance_at_risk_ytd"].atoms
+    assert fact["value"] == pytest.approx(75 / 98) and fact["threshold"] == 0.8 and fact["result"] == "true"
+    assert (days["feature"], days["value"], days["result"]) == ("absence_days_ytd", 23.0, "true")
+    assert fact["window_start"] == "2025-04-01" and fact["window_end"] == "2025-10-01"
+    assert alert.score == 4.0
     # The family shared attendance only: nothing about a household, benefits or mood was read,
     # and a benefit alone (the third child) fires nothing.
     events = session.exec(select(AlertEvent).where(AlertEvent.alert_id == alert.id)).all()
@@ -153,12 +154,13 @@ def test_new_evidence_updates_the_open_alert_and_clearing_keeps_the_status(
     session.add(alert)
     session.flush()
 
-    _absent_since(session, child, date(2025, 10, 2), date(2025, 10, 10))
-    later = _screen(units, catalog, as_of=date(2025, 10, 10))
+    # Three more weeks away: attendance this year falls below 88 %.
+    _absent_since(session, child, date(2025, 10, 2), date(2025, 10, 24))
+    later = _screen(units, catalog, as_of=date(2025, 10, 24))
     assert later.updated == 1 and later.opened == 0
     [same] = session.exec(select(Alert)).all()
     session.refresh(same)
-    assert same.id == alert.id and same.score > 3.0
+    assert same.id == alert.id and same.score == 2.0
     rules = [s.rule_id for s in session.exec(select(Signal).where(Signal.alert_id == alert.id))]
     assert len(rules) == len(set(rules))  # refreshed in place, never duplicated
 

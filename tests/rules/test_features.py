@@ -10,6 +10,7 @@ from datetime import date
 import pytest
 from sqlmodel import Session
 
+from consent.scopes import Scope
 from rules.compute import compute_features
 from rules.features import FEATURES
 from rules.reference import child_features
@@ -101,3 +102,31 @@ def test_blank_is_not_zero_for_a_transfer_student(session: Session) -> None:
         "absence_rate_30d": None,
         "consecutive_absence_days": None,
     }
+
+
+def test_a_feature_is_read_only_for_children_granted_its_scope(session: Session) -> None:
+    # Both children were absent; only one family granted attendance for this purpose. The other's
+    # marks (held, say, under another purpose's grant) are not read: unknown, not zero, not three.
+    school = make_school_with_calendar(session)
+    granted = make_student(session, school=school, enrolled_on=date(2025, 4, 7))
+    withheld = make_student(session, school=school, enrolled_on=date(2025, 4, 7))
+    days = [date(2025, 9, 16), date(2025, 9, 17), date(2025, 9, 18)]
+    mark(session, granted, days)
+    mark(session, withheld, days)
+    both = [granted.id or 0, withheld.id or 0]
+    everyone = compute_features(
+        connection=session.connection(),
+        as_of=days[-1],
+        features=["absence_days_7d", "nurse_visits_30d"],
+        student_ids=both,
+    )
+    scoped = compute_features(
+        connection=session.connection(),
+        as_of=days[-1],
+        features=["absence_days_7d", "nurse_visits_30d"],
+        student_ids=both,
+        granted={Scope.school_attendance: [granted.id or 0], Scope.school_nurse_visits: both},
+    )
+    assert everyone.row(0) == everyone.row(1) == {"absence_days_7d": 3.0, "nurse_visits_30d": 0.0}
+    assert scoped.row(0) == {"absence_days_7d": 3.0, "nurse_visits_30d": 0.0}
+    assert scoped.row(1) == {"absence_days_7d": None, "nurse_visits_30d": 0.0}

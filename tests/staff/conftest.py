@@ -49,7 +49,7 @@ class Roster:
     """In `other_school`."""
 
 
-def _student(session: Session, homeroom: Homeroom, ref: str, family: str, given: str) -> Student:
+def make_student_in(session: Session, homeroom: Homeroom, ref: str, family: str, given: str) -> Student:
     student = Student(
         school_id=homeroom.school_id,
         homeroom_id=homeroom.id,
@@ -96,9 +96,9 @@ def build_roster(session: Session) -> Roster:
         homeroom=homerooms[0],
         other_homeroom=homerooms[1],
         far_homeroom=homerooms[2],
-        child=_student(session, homerooms[0], "S-0001", "山田", "花子"),
-        classmate_elsewhere=_student(session, homerooms[1], "S-0002", "髙橋", "一郎"),
-        far_child=_student(session, homerooms[2], "S-9001", "佐藤", "次郎"),
+        child=make_student_in(session, homerooms[0], "S-0001", "山田", "花子"),
+        classmate_elsewhere=make_student_in(session, homerooms[1], "S-0002", "髙橋", "一郎"),
+        far_child=make_student_in(session, homerooms[2], "S-9001", "佐藤", "次郎"),
     )
 
 

@@ -36,18 +36,24 @@ from app.sources.models import AttendanceDay, AttendanceMark, Source
 from app.staff.access import MATRIX, RoleRule
 from app.staff.models import CaseMeeting, SupportAction
 from app.staff.web import local_today
-from consent.scopes import Scope
+from consent.models import Objection
+from consent.scopes import Purpose, Scope
 from rules.models import Alert, AlertStatus, Category
 from tests.factories import make_grant
 from tests.staff.conftest import HTML, Roster, make_alert, sign_in_directly
 
-CHILD_PARAMS = {"student_id", "alert_id", "meeting_id", "action_id"}
+CHILD_PARAMS = {"student_id", "alert_id", "meeting_id", "action_id", "objection_id"}
 # The support-resource directory (notify) lives under /staff/ but holds no child data.
 NOT_CHILD_DATA = (
     "/staff/resources",  # the directory
     "/staff/notices",  # universal notices: never aimed at a child, an alert or a risk
-    "/staff/ops",  # sync runs (counts only)
+    "/staff/ops",  # sync runs; quarantine and reviews: role × page in tests/connectors/test_ops_page.py
     "/staff/screening/backtest",  # rule figures per group (counts only, no child named)
+    "/staff/capacity",  # a school's weekly review capacity (configuration)
+    "/staff/sign-ins",  # staff sign-in events (administrators)
+    # Invitation letters by homeroom: roster names and codes, no consented data; who may print
+    # which homeroom is tested in tests/consent/test_staff_pages.py.
+    "/staff/consent/invitations",
 )
 
 
@@ -64,6 +70,7 @@ class Target:
     alert_meeting: Alert
     meeting: CaseMeeting
     action: SupportAction
+    objection: Objection
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,9 @@ class Route:
     """Whether a role that reaches the child may take this step at all (else 403)."""
     reads_data: bool = False
     """A page that shows consented data: with consent the marker is there, without it is not."""
+    role_first: bool = False
+    """A role that may not take this step is refused (403) before the id is looked at: the
+    answer says nothing about the child."""
 
 
 def _url(path: str, target: Target) -> str:
@@ -86,6 +96,7 @@ def _url(path: str, target: Target) -> str:
         else target.alert_new.id,
         meeting_id=target.meeting.id,
         action_id=target.action.id,
+        objection_id=target.objection.id,
     )
 
 
@@ -126,9 +137,20 @@ ROUTES: list[Route] = [
         form=lambda t: {},
         may=lambda rule: rule.may_decide,
     ),
+    Route(
+        "POST",
+        "/staff/consent/objections/{objection_id}/resolve",
+        form=lambda t: {},
+        may=lambda rule: rule.may_decide,
+        role_first=True,
+    ),
 ]
-LISTS = ["/staff/alerts", "/staff/alerts/overdue", "/staff/children"]
+LISTS = ["/staff/alerts", "/staff/alerts/overdue", "/staff/children", "/staff/consent/objections"]
 """Routes that list children: a child out of reach never appears in them."""
+LIST_ROLES: dict[str, Callable[[RoleRule], bool]] = {
+    "/staff/consent/objections": lambda rule: rule.may_decide
+}
+"""Lists only some roles may open at all; the others get 403."""
 
 
 def _api_routes(routes: Sequence[BaseRoute]) -> Iterator[APIRoute]:
@@ -251,12 +273,16 @@ def _target(
         due_on=date(2026, 1, 5),
         created_by_id=staff.id or 0,
     )
-    session.add_all([meeting, action])
+    # An open objection to a purpose staff do not read for, so the reads above stay consented.
+    objection = Objection(student_id=student.id or 0, purpose=Purpose.personalised_info, message="いやです")
+    session.add_all([meeting, action, objection])
     session.flush()
-    return Target(student, alert_new, alert_meeting, meeting, action)
+    return Target(student, alert_new, alert_meeting, meeting, action, objection)
 
 
 def _expected(route: Route, rule: RoleRule, situation: Situation) -> int:
+    if route.role_first and not route.may(rule):
+        return 403
     if situation is Situation.out_of_reach or rule.reach.value == "nobody":
         return 404
     if route.method == "GET":
@@ -315,6 +341,10 @@ async def test_lists_never_show_a_child_out_of_reach(
     target = _target(session, roster, role, situation, staff)
     sign_in_directly(client, session, staff)
     response = await client.get(path, headers=HTML)
+    may_open = LIST_ROLES.get(path)
+    if may_open is not None and not may_open(MATRIX[role]):
+        assert response.status_code == 403 and target.student.given_name not in response.text
+        return
     assert response.status_code == 200
     listed = f"{target.student.family_name} {target.student.given_name}" in response.text
     assert listed is (situation is Situation.consented and MATRIX[role].reach.value != "nobody")

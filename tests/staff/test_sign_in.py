@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import httpx
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from app.roster.models import StaffRole
 from app.sessions import service as web_sessions
 from app.sessions.models import PrincipalKind, WebSession
 from app.staff import accounts
-from tests.staff.conftest import HTML, PASSWORD, Roster, csrf_from, make_staff
+from app.staff.models import SignInEventKind, StaffSignInEvent
+from tests.staff.conftest import HTML, PASSWORD, Roster, csrf_from, make_staff, sign_in_directly
 
 
 async def _form_token(client: httpx.AsyncClient) -> str:
@@ -118,3 +119,42 @@ async def test_disabling_an_account_signs_it_out_everywhere(
     assert (await client.get("/staff/", headers=HTML)).status_code == 303
     again = await _sign_in(client, staff.login, PASSWORD)
     assert again.status_code == 401
+
+
+async def test_every_sign_in_event_is_recorded_for_administrators_without_passwords(
+    client: httpx.AsyncClient, session: Session, roster: Roster
+) -> None:
+    staff = make_staff(session, roster, StaffRole.school_leader)
+    admin = make_staff(session, roster, StaffRole.administrator)
+    await _sign_in(client, "nobody-here", "typed-a-secret-here")
+    for _ in range(5):
+        await _sign_in(client, staff.login, "guess guess guess")
+    await _sign_in(client, staff.login, PASSWORD)  # locked out
+    accounts.sign_in_throttle().storage.reset()
+    await _sign_in(client, staff.login, PASSWORD)
+    home = await client.get("/staff/", headers=HTML)
+    await client.post("/staff/sign-out", data={"csrf_token": csrf_from(home.text)}, headers=HTML)
+    accounts.disable(session=session, login=staff.login)
+    session.commit()
+
+    events = session.exec(select(StaffSignInEvent).order_by(col(StaffSignInEvent.id))).all()
+    assert [e.kind for e in events] == [
+        SignInEventKind.failed,
+        *[SignInEventKind.failed] * 5,
+        SignInEventKind.locked_out,
+        SignInEventKind.signed_in,
+        SignInEventKind.signed_out,
+        SignInEventKind.disabled,
+    ]
+    assert events[0].login is None and events[0].staff_user_id is None  # an unknown login is not kept
+    assert {e.login for e in events[1:]} == {staff.login}
+    assert events[-1].detail == "0 session(s) ended"
+
+    sign_in_directly(client, session, admin)
+    page = await client.get("/staff/sign-ins", headers=HTML)
+    assert page.status_code == 200
+    assert page.text.count(staff.login) >= 9 and "ロック中の試行" in page.text
+    assert "guess" not in page.text and "typed-a-secret-here" not in page.text and PASSWORD not in page.text
+    client.cookies.clear()
+    sign_in_directly(client, session, make_staff(session, roster, StaffRole.case_worker))
+    assert (await client.get("/staff/sign-ins", headers=HTML)).status_code == 403

@@ -17,7 +17,7 @@ from consent.scopes import Scope
 from notify.models import ResourceKind, SupportResource
 from rules.models import Alert, AlertEvent, AlertEventKind, AlertStatus, Category, ReviewCapacity
 from tests.factories import make_grant
-from tests.staff.conftest import HTML, Roster, make_alert, make_staff, sign_in_directly
+from tests.staff.conftest import HTML, Roster, make_alert, make_staff, make_student_in, sign_in_directly
 
 
 async def _post(client: httpx.AsyncClient, url: str, csrf: str, **data: str) -> httpx.Response:
@@ -83,7 +83,7 @@ async def test_new_to_closed_through_meeting_and_support(
     assert steps == ["under_review", "case_meeting", "support", "monitoring", "closed"]
     changes = session.exec(select(AuditEntry.detail).where(AuditEntry.action == "alert.status_changed")).all()
     assert "monitoring->closed" in changes
-    assert audit.verify(session=session).ok  # every view and change above is on one intact chain
+    assert audit.verify(session=session).ok  # every view and change above is on intact chains
     timeline = await client.get(f"/staff/children/{roster.child.id}", headers=HTML)
     assert "支援を計画: 家庭訪問" in timeline.text and "不登校: 終結" in timeline.text
     agenda = await client.get(f"{base}/agenda", headers=HTML)
@@ -194,6 +194,48 @@ async def test_queue_ranks_filters_and_draws_the_capacity_line(
     assert f'/staff/alerts/{low.id}"' in filtered.text and f'/staff/alerts/{high.id}"' not in filtered.text
     by_room = await client.get("/staff/alerts", params={"homeroom": roster.homeroom.id}, headers=HTML)
     assert f'/staff/alerts/{high.id}"' in by_room.text and f'/staff/alerts/{low.id}"' not in by_room.text
+
+
+async def test_queue_is_the_weekly_review_with_a_sample_and_a_more_list(
+    client: httpx.AsyncClient, session: Session, roster: Roster
+) -> None:
+    children = [roster.child, roster.classmate_elsewhere]
+    children += [
+        make_student_in(
+            session, roster.homeroom if n % 2 else roster.other_homeroom, f"Q-{n}", "順位", f"子{n}"
+        )
+        for n in range(6)
+    ]
+    alerts = []
+    for rank, student in enumerate(children):
+        make_grant(session, student=student, scopes=list(Scope))
+        alerts.append(make_alert(session, student, score=10 - rank))
+    in_progress = make_alert(session, roster.far_child, score=9, status=AlertStatus.under_review)
+    session.add(ReviewCapacity(school_id=roster.school.id or 0, weekly_capacity=5, medium_share=0.4))
+    session.flush()
+    sign_in_directly(client, session, make_staff(session, roster, StaffRole.school_leader))
+    text = (await client.get("/staff/alerts", headers=HTML)).text
+    line = text.index("今週の確認件数を超えています")
+    above = [a for a in alerts if text.index(f'/staff/alerts/{a.id}"') < line]
+    below = [a for a in alerts if text.index(f'/staff/alerts/{a.id}"') > line]
+    assert len(above) == 5 and len(below) == 3  # every new alert is listed: none hidden
+    assert above[:3] == alerts[:3]  # capacity 5 minus a sample of 2, from the top
+    assert text.count("抽出 <span") == 2 and all(a in alerts[3:] for a in above[3:])
+    assert f'/staff/alerts/{in_progress.id}"' not in text  # another school's alert
+
+    client.cookies.clear()
+    sign_in_directly(client, session, make_staff(session, roster, StaffRole.homeroom_teacher))
+    own_class = (await client.get("/staff/alerts", headers=HTML)).text
+    for alert, student in zip(alerts, children, strict=True):
+        assert (f'/staff/alerts/{alert.id}"' in own_class) == (student.homeroom_id == roster.homeroom.id)
+
+    client.cookies.clear()
+    sign_in_directly(client, session, make_staff(session, roster, StaffRole.case_worker))
+    city = (await client.get("/staff/alerts", headers=HTML)).text
+    assert "今週の確認件数を超えています" not in city and f'/staff/alerts/{in_progress.id}"' in city
+    one_school = await client.get("/staff/alerts", params={"school": roster.school.id}, headers=HTML)
+    assert "今週の確認件数を超えています" in one_school.text
+    assert all(f'/staff/alerts/{a.id}"' in one_school.text for a in alerts)
 
 
 async def test_queue_hides_detail_without_consent(

@@ -1,0 +1,326 @@
+"""Which children an incremental run after a daily sync must screen again, found set-based.
+
+After a new school day most children cannot change. A rule a child does not meet yesterday can
+start to hold today only if one of its conditions turns true, and most conditions cannot turn
+true by windows sliding alone: a count over a window only loses rows as the window slides; a
+rate over the school year so far only improves with a day present; a run of absences needs a
+mark on the new day; benefits, grades and fees stay as they are within a month. So, per rule:
+
+- **steady rules** (every condition of that kind): only children with new rows the rule reads
+  can start to meet it: rows about the new days, and rows written by syncs since the last run
+  (their `sync_run_id` above the run's watermark; both indexed). A count condition narrows
+  them further: only children who have that many rows in today's window;
+- **other rules** (a rate over a rolling window, a `<` on a count): a count condition inside
+  them still bounds who can meet them (`all`: the bounded parts; `any`: every part; `at
+  least N`: N minus the unbounded parts); a rule that nothing bounds makes the run screen
+  everyone.
+
+And always: children whose open alert has evidence (a rule may stop, values move), whose alert
+was closed or dismissed within the quiet period, whose windows start to cover their enrolment
+(unknown becomes known), who enrolled on the new days, and whose families' consent changed.
+Everyone else's alerts would come out of a full run unchanged, which the tests check by running
+both. A new term, school year or month, a catalog change, a promotion or a gap of more than a
+week makes the caller run a full screening instead.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Collection
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from app.roster.models import SchoolDay, Student
+from app.sources.erasure import SOURCE_TABLES
+from app.sources.models import (
+    AssignmentSubmission,
+    AttendanceDay,
+    AttendanceMark,
+    AttendanceReason,
+    BenefitStatus,
+    FeeStatus,
+    GradeRecord,
+    HouseholdInfo,
+    LearningActivity,
+    MoodCheckin,
+    NurseComplaint,
+    NurseVisit,
+    SchoolAidStatus,
+    Weather,
+)
+from consent import policy
+from rules.catalog import All, Any_, AtLeastN, Atom, Node, Op, Rule
+from rules.compute import Period
+from rules.features import Family, Kind, ValueType, Window, school_year_start, term_start
+from rules.models import OPEN_STATUSES, QUIET_DAYS, Alert, AlertStatus
+
+_attendance: sa.Table = AttendanceDay.__table__  # type: ignore[attr-defined]
+_nurse: sa.Table = NurseVisit.__table__  # type: ignore[attr-defined]
+_mood: sa.Table = MoodCheckin.__table__  # type: ignore[attr-defined]
+_due: sa.Table = AssignmentSubmission.__table__  # type: ignore[attr-defined]
+_fee: sa.Table = FeeStatus.__table__  # type: ignore[attr-defined]
+_benefit: sa.Table = BenefitStatus.__table__  # type: ignore[attr-defined]
+_household: sa.Table = HouseholdInfo.__table__  # type: ignore[attr-defined]
+_student: sa.Table = Student.__table__  # type: ignore[attr-defined]
+_school_day: sa.Table = SchoolDay.__table__  # type: ignore[attr-defined]
+_alert: sa.Table = Alert.__table__  # type: ignore[attr-defined]
+
+_ROLLING = (Window.d7, Window.d14, Window.d30, Window.d90)
+_MISSED = sa.or_(_due.c.submitted_at.is_(None), _due.c.submitted_at > _due.c.due_at)
+
+
+def needs_full_run(as_of: date, last_as_of: date) -> bool:
+    """Term and year windows restart, fee months turn, or too much slid: screen everyone."""
+    return (
+        term_start(as_of) != term_start(last_as_of)
+        or school_year_start(as_of) != school_year_start(last_as_of)
+        or (as_of.year, as_of.month) != (last_as_of.year, last_as_of.month)
+        or as_of <= last_as_of
+        or (as_of - last_as_of).days > 7
+    )
+
+
+def sync_watermark(*, session: Session) -> int:
+    """The newest sync run that wrote any source row: rows above it are new to the next run."""
+    highest = 0
+    for table in SOURCE_TABLES:
+        value = session.execute(sa.select(sa.func.max(table.c.sync_run_id))).scalar()
+        highest = max(highest, int(value or 0))
+    return highest
+
+
+# --- rows that hold a count up ----------------------------------------------------------------
+
+
+def _counted_rows(stem: str, first: date, last: date, period: Period) -> sa.Select[Any] | None:
+    """student_id of each row the windowed count STEM counts between FIRST and LAST (inclusive)."""
+    a, m, n = _attendance.c, _mood.c, _nurse.c
+    dated: dict[str, tuple[sa.Table, sa.ColumnElement[bool]]] = {
+        "absence_days": (_attendance, a.mark == AttendanceMark.absent),
+        "late_arrivals": (_attendance, a.mark == AttendanceMark.late),
+        "early_leaves": (_attendance, a.mark == AttendanceMark.early_leave),
+        "absence_reason_family_care": (
+            _attendance,
+            sa.and_(a.mark == AttendanceMark.absent, a.reason == AttendanceReason.family_care),
+        ),
+        "mood_checkin_days": (_mood, sa.true()),
+        "mood_low_days": (_mood, m.weather.in_([Weather.rain, Weather.thunder])),
+        "mood_thunder_days": (_mood, m.weather == Weather.thunder),
+    }
+    if stem in dated:
+        table, condition = dated[stem]
+        return sa.select(table.c.student_id).where(table.c.day >= first, table.c.day <= last, condition)
+    stamped: dict[str, tuple[sa.Table, sa.Column[Any], sa.ColumnElement[bool]]] = {
+        "nurse_visits": (_nurse, n.visited_at, sa.true()),
+        "nurse_visits_emotional": (_nurse, n.visited_at, n.complaint == NurseComplaint.emotional),
+        "assignments_missed": (_due, _due.c.due_at, _MISSED),
+    }
+    if stem in stamped:
+        table, moment, condition = stamped[stem]
+        return sa.select(table.c.student_id).where(
+            moment >= period.utc(first), moment < period.utc(last + timedelta(days=1)), condition
+        )
+    if stem == "lunch_arrears_months":
+        return sa.select(_fee.c.student_id).where(
+            _fee.c.month >= first, _fee.c.month <= last.replace(day=1), _fee.c.arrears.is_(True)
+        )
+    return None
+
+
+def _least_count(atom: Atom) -> int | None:
+    """The fewest rows with which the atom holds, if it needs at least one."""
+    threshold = float(atom.threshold)
+    if atom.op is Op.ge and threshold > 0:
+        return math.ceil(threshold)
+    if atom.op is Op.gt and threshold >= 0:
+        return math.floor(threshold) + 1
+    return None
+
+
+_YEAR_RATES = {"absence_rate": (Op.ge, Op.gt), "attendance_rate": (Op.lt, Op.le)}
+
+
+def steady(atom: Atom) -> bool:
+    """Whether the atom can turn true only through new rows (see the module)."""
+    feature = atom.feature
+    if feature.kind is Kind.status or feature.family in (Family.grades, Family.fees):
+        return True
+    if feature.name == "consecutive_absence_days":
+        return _least_count(atom) is not None
+    if feature.window is None:
+        return False
+    if feature.value_type is ValueType.tally:
+        return _least_count(atom) is not None and feature.name != f"sign_in_days_{feature.window.value}"
+    stem = feature.name.removesuffix(f"_{feature.window.value}")
+    return feature.window in (Window.term, Window.ytd) and atom.op in _YEAR_RATES.get(stem, ())
+
+
+def _atoms(node: Node) -> list[Atom]:
+    return [node] if isinstance(node, Atom) else [a for part in node.parts for a in _atoms(part)]
+
+
+_FAMILY_ROWS: dict[Family, tuple[sa.Table, ...]] = {
+    Family.attendance: (_attendance,),
+    Family.mood: (_mood,),
+    Family.nurse: (_nurse,),
+    Family.learning: (_due, LearningActivity.__table__),  # type: ignore[attr-defined]
+    Family.grades: (GradeRecord.__table__,),  # type: ignore[attr-defined]
+    Family.fees: (_fee,),
+    Family.status: (_benefit, _household, SchoolAidStatus.__table__),  # type: ignore[attr-defined]
+}
+
+
+class Bounds:
+    """A rule's necessary conditions for starting to hold today, as sets of children."""
+
+    def __init__(self, session: Session, last: Period, now: Period, watermark: int) -> None:
+        self.session, self.last, self.now, self.watermark = session, last, now, watermark
+        self._counts: dict[str, set[int] | None] = {}
+        self._rows: dict[str, set[int]] = {}
+
+    def _ids(self, query: sa.Select[Any]) -> set[int]:
+        return set(self.session.execute(query.distinct()).scalars())
+
+    def count(self, atom: Atom) -> set[int] | None:
+        """Children with enough rows in today's window for the count atom to hold."""
+        if atom.text not in self._counts:
+            self._counts[atom.text] = self._count(atom)
+        return self._counts[atom.text]
+
+    def _count(self, atom: Atom) -> set[int] | None:
+        feature, least = atom.feature, _least_count(atom)
+        if least is None or feature.window is None:
+            return None
+        stem = feature.name.removesuffix(f"_{feature.window.value}")
+        rows = _counted_rows(stem, self.now.start(feature.window), self.now.as_of, self.now)
+        if rows is None:
+            return None
+        counted = rows.subquery()
+        query = (
+            sa.select(counted.c.student_id).group_by(counted.c.student_id).having(sa.func.count() >= least)
+        )
+        return set(self.session.execute(query).scalars())
+
+    def new_rows(self, atom: Atom) -> set[int]:
+        """Children with rows the atom reads about the new days, or synced since the last run."""
+        feature, window = atom.feature, atom.feature.window
+        key = feature.name.removesuffix(f"_{window.value}") if window else feature.name
+        if key in self._rows:
+            return self._rows[key]
+        found: set[int] = set()
+        tables = _FAMILY_ROWS[feature.family]
+        counted = _counted_rows(key, self.last.as_of + timedelta(days=1), self.now.as_of, self.now)
+        if counted is not None and window is not None:  # a count: only the rows it counts
+            found |= self._ids(counted)
+            in_window = _counted_rows(key, self.now.start(window), self.now.as_of, self.now)
+            assert in_window is not None
+            found |= self._ids(in_window.where(tables[0].c.sync_run_id > self.watermark))
+        else:
+            for table in tables:
+                found |= self._ids(sa.select(table.c.student_id).where(table.c.sync_run_id > self.watermark))
+                dated = _dated(table, self.last, self.now)
+                if dated is not None:
+                    found |= self._ids(sa.select(table.c.student_id).where(dated))
+        self._rows[key] = found
+        return found
+
+    def rule(self, rule: Rule) -> set[int] | None:
+        atoms = _atoms(rule.when)
+        if all(steady(atom) for atom in atoms):
+            changed = set().union(*(self.new_rows(atom) for atom in atoms))
+            bound = self.node(rule.when, cheap_only=True)
+            return changed if bound is None else changed & bound
+        return self.node(rule.when)
+
+    def node(self, node: Node, cheap_only: bool = False) -> set[int] | None:
+        """Children for whom NODE can hold today as far as counts tell; None: anyone."""
+        if isinstance(node, Atom):
+            if cheap_only and node.feature.window in (None, Window.term, Window.ytd):
+                return None  # a count over the whole year is not worth reading to narrow
+            return self.count(node)
+        parts = [self.node(part, cheap_only) for part in node.parts]
+        known = [part for part in parts if part is not None]
+        if isinstance(node, All):
+            return set.intersection(*known) if known else None
+        if isinstance(node, Any_):
+            return set().union(*known) if len(known) == len(parts) else None
+        assert isinstance(node, AtLeastN)
+        need = node.n - (len(parts) - len(known))
+        if need <= 0:
+            return None
+        seen = Counter(child for part in known for child in part)
+        return {child for child, count in seen.items() if count >= need}
+
+
+def _dated(table: sa.Table, last: Period, now: Period) -> sa.ColumnElement[bool] | None:
+    """Rows about the new days, by the column that dates them (indexed)."""
+    if "day" in table.c:
+        return table.c.day.between(last.as_of + timedelta(days=1), now.as_of)
+    for stamp in ("visited_at", "due_at"):
+        if stamp in table.c:
+            return sa.and_(table.c[stamp] >= last.end_utc, table.c[stamp] < now.end_utc)
+    if "as_of" in table.c:
+        return table.c.as_of.between(last.as_of + timedelta(days=1), now.as_of)
+    return None  # grades, fees, aid: by term, month or year, which a full run starts
+
+
+def changed_children(
+    *,
+    session: Session,
+    rules: Collection[Rule],
+    since: datetime,
+    watermark: int,
+    as_of: date,
+    last_as_of: date,
+    timezone: str,
+) -> set[int] | None:
+    """The children whose alerts may differ from the last run's (see the module); None when a
+    live rule could start to hold for anyone, so everyone must be screened."""
+    tz = ZoneInfo(timezone)
+    last, now = Period(as_of=last_as_of, tz=tz), Period(as_of=as_of, tz=tz)
+    bounds = Bounds(session, last, now, watermark)
+    found: set[int] = set()
+    for rule in rules:
+        bounded = bounds.rule(rule)
+        if bounded is None:
+            return None
+        found |= bounded
+        # What a rule adds for a household or benefit fact may change with new rows too.
+        for booster in rule.boosters:
+            found |= bounds.new_rows(booster.atom)
+
+    def ids(query: sa.Select[Any]) -> None:
+        found.update(session.execute(query.distinct()).scalars())
+
+    # Open alerts with evidence: rules may stop, values move.
+    open_statuses = [s.value for s in OPEN_STATUSES]
+    ids(sa.select(_alert.c.student_id).where(_alert.c.status.in_(open_statuses), _alert.c.score > 0))
+    # Closed or dismissed within the quiet period: stronger evidence, or its end, may reopen them.
+    ids(
+        sa.select(_alert.c.student_id).where(
+            _alert.c.status.in_([AlertStatus.closed.value, AlertStatus.dismissed.value]),
+            _alert.c.closed_at >= since - timedelta(days=QUIET_DAYS + 1),
+        )
+    )
+    # Windows whose start passes a child's enrolment date: unknown becomes known.
+    for window in _ROLLING:
+        first_day = (
+            sa.select(_school_day.c.school_id, sa.func.min(_school_day.c.day).label("day"))
+            .where(_school_day.c.day >= now.start(window), _school_day.c.day <= as_of)
+            .group_by(_school_day.c.school_id)
+            .subquery()
+        )
+        ids(
+            sa.select(_student.c.id)
+            .join(first_day, first_day.c.school_id == _student.c.school_id)
+            .where(_student.c.enrolled_on > last.start(window), _student.c.enrolled_on <= first_day.c.day)
+        )
+    ids(sa.select(_student.c.id).where(_student.c.enrolled_on.between(last_as_of + timedelta(days=1), as_of)))
+    # Consent given, changed or stopped since the last run.
+    found.update(policy.students_with_consent_changes(session=session, since=since))
+    return found
