@@ -101,6 +101,12 @@ class QuarantinedRecord(SQLModel, table=True):
     `resolved_run_id` is set when a later run stores a valid version of the same record; a
     person closes one on the operator page: re-processed (valid under today's rules, and stored
     if consent still allows) or dismissed. Open = neither.
+
+    A record is quarantined once per version: a later run that receives the same payload again
+    (same `payload_digest`), open or closed, neither quarantines it again nor holds its cursor
+    back for it. `grant_id` is the grant the record was fetched under (None for the roster, which
+    needs none): the family's withdrawal deletes the record with the rest of what that grant
+    obtained.
     """
 
     __tablename__ = "quarantined_record"
@@ -112,6 +118,8 @@ class QuarantinedRecord(SQLModel, table=True):
     resource: str = Field(max_length=32)
     record_ref: str | None = Field(default=None, max_length=128, description="the upstream's record id")
     payload: str = Field(sa_type=sa.Text, description="the record exactly as received")
+    payload_digest: str | None = Field(default=None, max_length=64, description="SHA-256 of the payload")
+    grant_id: int | None = Field(default=None, index=True)
     reason: str = Field(max_length=1000)
     created_at: datetime = Field(default_factory=utcnow, sa_type=aware_datetime())
     resolved_run_id: int | None = None

@@ -33,6 +33,7 @@ from app.core.types import utcnow
 from app.roster.models import GuardianLink, Student
 from app.sources.models import Benefit, BenefitStatus, HouseholdInfo, Source
 from connectors import identity, store
+from connectors import quarantine as quarantines
 from connectors.http import RetryPolicy, UpstreamHttp, upstream_timeout
 from connectors.models import IdentityReview, MynaLink, MynaLinkStatus, ReviewStatus, SyncRun
 from connectors.records import PROVENANCE
@@ -281,7 +282,9 @@ async def sync_links(
     on_link: Callable[[MynaLink], None] | None = None,
 ) -> dict[str, Any]:
     """Fetch every active link's consented categories; the counts and notes of the run."""
-    tally: dict[str, Any] = {"fetched": 0, "inserted": 0, "updated": 0, "unchanged": 0, "quarantined": 0}
+    tally: dict[str, Any] = dict.fromkeys(
+        ("fetched", "inserted", "updated", "unchanged", "quarantined", "discarded"), 0
+    )
     errors: list[str] = []
     actor = Actor(kind=ActorKind.connector, ref=f"sync-run:{run.id}", organisation="")
 
@@ -354,8 +357,6 @@ def _store(
     errors: list[str],
     renewed: dict[str, Any] | None,
 ) -> None:
-    from connectors.sync import QUARANTINE  # the quarantine table, shared with the school sync
-
     if renewed is not None:
         stored_link = session.get(MynaLink, link.id)
         assert stored_link is not None
@@ -369,30 +370,50 @@ def _store(
     if link.student_id in stopped:
         errors.append(f"link {link.id}: consent stopped during the run; nothing stored")
         return
+    # The first day each grant covers, where the family chose one: a record about an earlier day
+    # (its `asOf`) is dropped unstored, as the school sources drop theirs. The portal returns the
+    # latest record per category and cannot be asked for a range, so this is the earliest point.
+    first_day = policy.data_from(session=session, grant_ids=set(grants.values()))
+    held = quarantines.known_digests(session=session, source=Source.myna_portal, partition=run.partition)
     households: list[HouseholdRecord] = []
     benefits: list[BenefitRecord] = []
+    entries: dict[str, list[quarantines.Entry]] = {}
     for raw in records:
-        model: type[BaseModel] = HouseholdRecord if raw.get("category") == "household" else BenefitRecord
+        category = raw.get("category")
+        scope = SCOPE_OF.get(category) if isinstance(category, str) else None
+        # A record of an unknown category came in answer to a request for consented ones: it is
+        # kept under the grant of any of them, so a withdrawal of that grant deletes it.
+        grant_id = grants[scope] if scope in grants else min(grants.values())
+        first = first_day.get(grant_id)
+        as_of = _as_of(raw)
+        if first is not None and as_of is not None and as_of < first:
+            tally["discarded"] += 1
+            continue
+        model: type[BaseModel] = HouseholdRecord if category == "household" else BenefitRecord
         try:
             parsed = model.model_validate(raw)
         except ValidationError as exc:
-            session.connection().execute(
-                QUARANTINE.insert(),
-                {
-                    "sync_run_id": run.id,
-                    "source": Source.myna_portal,
-                    "resource": str(raw.get("category", "unknown"))[:32],
-                    "record_ref": f"link:{link.id}",
-                    "payload": orjson.dumps(raw).decode(),
-                    "reason": "; ".join(
-                        f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_input=False)
-                    )[:1000],
-                    "created_at": utcnow(),
-                },
+            entry = quarantines.Entry(
+                record_ref=f"link:{link.id}",
+                payload=orjson.dumps(raw).decode(),
+                reason="; ".join(
+                    f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_input=False)
+                )[:1000],
+                grant_id=grant_id,
             )
-            tally["quarantined"] += 1
+            if entry.digest in held:
+                tally["unchanged"] += 1  # quarantined by an earlier run: not again
+            else:
+                held.add(entry.digest)
+                entries.setdefault(str(category or "unknown")[:32], []).append(entry)
+                tally["quarantined"] += 1
             continue
         (households if isinstance(parsed, HouseholdRecord) else benefits).append(parsed)  # type: ignore[arg-type]
+    assert run.id is not None
+    for resource, items in entries.items():
+        quarantines.save(
+            session=session, run_id=run.id, source=Source.myna_portal, resource=resource, entries=items
+        )
     for household in households:
         if not _is_member(session, run, link, household):
             errors.append(f"link {link.id}: the child was not found in the household; a person reviews it")
@@ -434,6 +455,15 @@ def _store(
         tally["inserted"] += counts.inserted
         tally["updated"] += counts.updated
         tally["unchanged"] += counts.unchanged
+
+
+def _as_of(raw: dict[str, Any]) -> date | None:
+    """The day a record is as of, where it gives one that reads as a date (else validation says why)."""
+    value = raw.get("asOf")
+    try:
+        return date.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def _is_member(session: Session, run: SyncRun, link: MynaLink, household: HouseholdRecord) -> bool:

@@ -121,7 +121,7 @@ async def run_one(*, engine: Engine, run: SyncRun, clients: SchoolClients, setti
 
 async def _myna(ctx: RunContext, run: SyncRun, settings: Settings) -> SyncStatus:
     tally = await sync_links(engine=ctx.engine, run=run, settings=settings)
-    for name in ("fetched", "inserted", "updated", "unchanged", "quarantined"):
+    for name in ("fetched", "inserted", "updated", "unchanged", "quarantined", "discarded"):
         setattr(ctx.tally, name, tally[name])
     for error in tally["errors"]:
         ctx.tally.note(error)

@@ -15,8 +15,10 @@ The order of a run:
    expired, objected) are looked up: that child is asked for no more, and nothing more of
    theirs is stored;
 5. the cursor moves only in the transaction of the last durable write, only when the paging
-   was complete, and never past a quarantined record, so the next run repeats what this one
-   could not finish.
+   was complete, and never past a record quarantined for the first time, so the next run
+   repeats what this one could not finish (a record garbled on the way arrives whole). A
+   record the quarantine already holds, unchanged, is not quarantined again and lets the
+   cursor pass (connectors/quarantine.py): it waits for a person or for a new version.
 HTTP is async; database work runs in a worker thread so that fetching is never blocked by it.
 """
 
@@ -42,9 +44,11 @@ from app.core.errors import AppError, UpstreamError
 from app.core.types import utcnow
 from app.roster.models import Homeroom, Municipality, School, Student
 from app.sources.models import Source
+from connectors import quarantine as quarantines
 from connectors import store
 from connectors.clients import Page, SchoolClients
-from connectors.models import QuarantinedRecord, SyncCursor, SyncRun, SyncStatus
+from connectors.models import SyncCursor, SyncRun, SyncStatus
+from connectors.quarantine import Entry
 from connectors.records import (
     HOMEROOM_TARGET,
     SCHOOL_AFFAIRS_RESOURCES,
@@ -68,7 +72,6 @@ RESOURCES: dict[Source, tuple[Resource, ...]] = {
     Source.school_platform: SCHOOL_PLATFORM_RESOURCES,
 }
 T = TypeVar("T")
-QUARANTINE: sa.Table = QuarantinedRecord.__table__  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -94,13 +97,6 @@ class Tally:
     def note(self, message: str) -> None:
         if message not in self.errors:
             self.errors.append(message)
-
-
-@dataclass
-class Quarantine:
-    record_ref: str | None
-    payload: str
-    reason: str
 
 
 def _reason(error: ValidationError) -> str:
@@ -130,7 +126,7 @@ class Buffer:
     rows: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)
     deletes: dict[tuple[Any, ...], int] = field(default_factory=dict)  # key → student id
     modified: dict[tuple[Any, ...], datetime] = field(default_factory=dict)
-    quarantine: list[Quarantine] = field(default_factory=list)
+    quarantine: list[Entry] = field(default_factory=list)
     refs: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -180,6 +176,7 @@ class RunContext:
         self.allowed: dict[int, dict[Scope, int]] = {}  # student id → scope → grant id
         self.stopped: set[int] = set()  # children whose grant stopped during the run
         self.stopped_checked_at = run.started_at
+        self.held: dict[str, set[str]] = {}  # resource → digests of payloads in quarantine
 
     async def db(self, work: Callable[[Session], T]) -> T:
         def in_transaction() -> T:
@@ -260,30 +257,19 @@ class RunContext:
         session.add(cursor)
         session.flush()
 
-    def save_quarantine(self, session: Session, resource: str, items: list[Quarantine]) -> None:
-        if not items:
-            return
-        table = QUARANTINE
-        now = utcnow()
-        session.connection().execute(
-            sa.insert(table),
-            [
-                {
-                    "sync_run_id": self.run_id,
-                    "source": self.source,
-                    "resource": resource,
-                    "record_ref": q.record_ref,
-                    "payload": q.payload,
-                    "reason": q.reason,
-                    "created_at": now,
-                }
-                for q in items
-            ],
+    def load_quarantined(self, session: Session, resource: str) -> None:
+        self.held[resource] = quarantines.known_digests(
+            session=session, source=self.source, resource=resource, partition=self.school_code
+        )
+
+    def save_quarantine(self, session: Session, resource: str, items: list[Entry]) -> None:
+        quarantines.save(
+            session=session, run_id=self.run_id, source=self.source, resource=resource, entries=items
         )
 
     def resolve_quarantine(self, session: Session, resource: str, refs: list[str]) -> None:
         """Records stored now whose earlier versions were quarantined are no longer open."""
-        table = QUARANTINE
+        table = quarantines.TABLE
         open_ = sa.and_(
             table.c.source == self.source,
             table.c.resource == resource,
@@ -301,18 +287,37 @@ class RunContext:
 
     # -- records --------------------------------------------------------------------------
 
-    def quarantine(self, buffer: Buffer, progress: Progress, raw: Any, reason: str, time_field: str) -> None:
+    def quarantine(
+        self,
+        buffer: Buffer,
+        progress: Progress,
+        raw: Any,
+        reason: str,
+        time_field: str,
+        *,
+        resource: str,
+        grant_id: int | None,
+    ) -> None:
         record = raw if isinstance(raw, dict) else {}
         ref = record.get("id", record.get("sourcedId"))
-        buffer.quarantine.append(
-            Quarantine(
-                record_ref=str(ref)[:128] if ref is not None else None,
-                payload=orjson.dumps(raw).decode(),
-                reason=reason,
-            )
+        entry = Entry(
+            record_ref=str(ref)[:128] if ref is not None else None,
+            payload=orjson.dumps(raw).decode(),
+            reason=reason,
+            grant_id=grant_id,
         )
-        self.tally.quarantined += 1
         modified = _modified(record, time_field)
+        held = self.held.setdefault(resource, set())
+        if entry.digest in held:
+            # Quarantined already (by an earlier run, or earlier in this one): it waits there
+            # for a person or a new version, and holds nothing back.
+            self.tally.unchanged += 1
+            if modified is not None and (progress.newest is None or modified > progress.newest):
+                progress.newest = modified
+            return
+        held.add(entry.digest)
+        buffer.quarantine.append(entry)
+        self.tally.quarantined += 1
         if modified is None:
             progress.quarantined_without_time = True
         elif progress.oldest_quarantined is None or modified < progress.oldest_quarantined:
@@ -368,7 +373,11 @@ async def _stream(pages: AsyncIterator[Page], ctx: RunContext, on_page: Callable
 
 
 async def sync_roster(ctx: RunContext) -> None:
-    cursor = await ctx.db(lambda s: ctx.cursor(s, ROSTER))
+    def prepare(session: Session) -> SyncCursor:
+        ctx.load_quarantined(session, ROSTER)
+        return ctx.cursor(session, ROSTER)
+
+    cursor = await ctx.db(prepare)
     buffer = Buffer()
     progress = Progress()
     users: dict[str, RosterStudent] = {}
@@ -380,7 +389,10 @@ async def sync_roster(ctx: RunContext) -> None:
             try:
                 user = RosterStudent.model_validate(raw)
             except ValidationError as exc:
-                ctx.quarantine(buffer, progress, raw, _reason(exc), "dateLastModified")
+                # The roster needs no consent: its entries are kept under no grant.
+                ctx.quarantine(
+                    buffer, progress, raw, _reason(exc), "dateLastModified", resource=ROSTER, grant_id=None
+                )
                 continue
             previous = users.get(user.sourced_id)
             if previous is None or previous.modified <= user.modified:
@@ -463,7 +475,12 @@ async def sync_resource(ctx: RunContext, resource: Resource) -> None:
     allowed = {sid: scopes[resource.scope] for sid, scopes in ctx.allowed.items() if resource.scope in scopes}
     if not allowed:
         return  # no child of this school allows the category: nothing is asked for
-    cursor = await ctx.db(lambda s: ctx.cursor(s, resource.name))
+
+    def prepare(session: Session) -> SyncCursor:
+        ctx.load_quarantined(session, resource.name)
+        return ctx.cursor(session, resource.name)
+
+    cursor = await ctx.db(prepare)
     since = ctx.since_for(cursor)
     numbers = {sid: number for number, sid in ctx.students.items()}
     fresh = sorted(sid for sid, grant in allowed.items() if since is None or grant > cursor.grant_watermark)
@@ -526,7 +543,9 @@ async def sync_resource(ctx: RunContext, resource: Resource) -> None:
             try:
                 record = resource.wire.model_validate(raw)
             except ValidationError as exc:
-                ctx.quarantine(buffer, progress, raw, _reason(exc), "updatedAt")
+                ctx.quarantine(
+                    buffer, progress, raw, _reason(exc), "updatedAt", resource=resource.name, grant_id=who[1]
+                )
                 continue
             if who[2] is not None and record.first_day() < who[2]:
                 ctx.tally.discarded += 1

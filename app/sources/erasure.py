@@ -1,4 +1,8 @@
-"""Deleting source data by the grant it was obtained under (consent withdrawn, data life over)."""
+"""Deleting source data by the grant it was obtained under (consent withdrawn, data life over).
+
+That includes records the sync quarantined under the grant (kept whole for a person to look
+at): a payload about the child is data obtained under the grant like any stored row.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from app.sources.models import (
     NurseVisit,
     SchoolAidStatus,
 )
+from connectors.models import QuarantinedRecord
 
 SOURCE_TABLES: list[sa.Table] = [
     model.__table__  # type: ignore[union-attr]
@@ -33,6 +38,8 @@ SOURCE_TABLES: list[sa.Table] = [
         BenefitStatus,
     )
 ]
+# Not a source table (rules never read it), but its payloads were obtained under a grant too.
+QUARANTINE: sa.Table = QuarantinedRecord.__table__  # type: ignore[attr-defined]
 
 
 def delete_obtained_under(*, session: Session, grant_id: int) -> dict[str, int]:
@@ -41,7 +48,7 @@ def delete_obtained_under(*, session: Session, grant_id: int) -> dict[str, int]:
     One indexed DELETE per table (grant_id is indexed on each), in the caller's transaction.
     """
     deleted: dict[str, int] = {}
-    for table in SOURCE_TABLES:
+    for table in (*SOURCE_TABLES, QUARANTINE):
         result = session.execute(sa.delete(table).where(table.c.grant_id == grant_id))
         count = int(getattr(result, "rowcount", 0) or 0)
         if count:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import httpx
@@ -86,10 +86,14 @@ class Upstreams:
         return asked
 
     async def sync(
-        self, sources: Sequence[Source] = (Source.school_affairs, Source.school_platform)
+        self,
+        sources: Sequence[Source] = (Source.school_affairs, Source.school_platform),
+        since: datetime | None = None,
     ) -> list[SyncRun]:
         with Session(self.engine) as session:
-            service.enqueue(session=session, sources=sources, schools=[self.school], requested_by="test")
+            service.enqueue(
+                session=session, sources=sources, schools=[self.school], since=since, requested_by="test"
+            )
             session.commit()
         clients = school_clients(
             self.settings,

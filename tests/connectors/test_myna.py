@@ -20,7 +20,7 @@ from app.roster.models import Guardian, Student
 from app.sources.models import Benefit, BenefitStatus, HouseholdInfo, Source
 from connectors import myna, service
 from connectors.clients import school_clients
-from connectors.models import IdentityReview, MynaLink, ReviewStatus, SyncStatus
+from connectors.models import IdentityReview, MynaLink, QuarantinedRecord, ReviewStatus, SyncStatus
 from connectors.tokens import unseal
 from consent.scopes import Scope
 from mocks import myna_portal
@@ -112,9 +112,11 @@ class Portal:
             session.commit()
             return link
 
-    def consent(self, scopes: list[Scope]) -> None:
+    def consent(self, scopes: list[Scope], data_from: date | None = None) -> None:
         with Session(self.engine) as session:
-            make_grant(session, student=self.student, guardian=self.guardian, scopes=scopes)
+            make_grant(
+                session, student=self.student, guardian=self.guardian, scopes=scopes, data_from=data_from
+            )
             session.commit()
 
     async def sync(self) -> list[Any]:
@@ -243,3 +245,40 @@ async def test_an_expired_token_is_refreshed_through_authlib_mid_run(portal: Por
     runs = await portal.sync()
     assert runs[0].status is SyncStatus.succeeded, runs[0].errors
     assert len(portal.rows(HouseholdInfo)) == 1
+
+
+async def test_records_before_the_consented_data_range_are_not_stored(portal: Portal) -> None:
+    await portal.link(["household", "child_allowance", "tax"])
+    # The family shares data from July on; the portal's records are as of June 1st.
+    portal.consent([Scope.myna_household, Scope.myna_benefits], data_from=date(2026, 7, 1))
+    runs = await portal.sync()
+    assert runs[0].status is SyncStatus.succeeded, runs[0].errors
+    assert (runs[0].fetched, runs[0].discarded) == (3, 3)
+    assert portal.rows(HouseholdInfo) == [] and portal.rows(BenefitStatus) == []
+
+    records = portal.data.residents["card-1"].records
+    records["household"] = household(asOf=date(2026, 7, 1))
+    records["tax"] = {"asOf": date(2026, 7, 2), "receiving": True}
+    runs = await portal.sync()
+    assert runs[0].discarded == 1  # the child allowance, still as of June
+    assert [h.as_of for h in portal.rows(HouseholdInfo)] == [date(2026, 7, 1)]
+    assert {(b.benefit, b.as_of) for b in portal.rows(BenefitStatus)} == {
+        (Benefit.resident_tax_exempt, date(2026, 7, 2))
+    }
+
+
+async def test_a_bad_portal_record_is_quarantined_once_per_version(portal: Portal) -> None:
+    link = await portal.link(["household", "tax"])
+    portal.consent([Scope.myna_household, Scope.myna_benefits])
+    portal.data.residents["card-1"].records["tax"] = {"asOf": date(2026, 6, 1), "receiving": "maybe"}
+    first, again = await portal.sync(), await portal.sync()
+    assert (first[0].quarantined, again[0].quarantined) == (1, 0)
+    portal.data.residents["card-1"].records["tax"] = {"asOf": date(2026, 6, 2), "receiving": "maybe"}
+    changed = await portal.sync()
+    assert changed[0].quarantined == 1
+    with Session(portal.engine) as session:
+        entries = session.exec(
+            select(QuarantinedRecord).where(QuarantinedRecord.record_ref == f"link:{link.id}")
+        ).all()
+    assert [e.resource for e in entries] == ["tax", "tax"]
+    assert all(e.grant_id is not None for e in entries)
