@@ -78,6 +78,15 @@ def _sdk_messages(serialized: bytes) -> tuple[SdkMessage, ...]:
     return tuple(SdkMessage.from_dict(m) for m in orjson.loads(serialized))
 
 
+class _Multicast(MulticastRequest):  # type: ignore[misc]  # the SDK ships no types
+    """A multicast request that gives the SDK its wire form directly. The SDK's own `to_dict`
+    walks the 500 recipient ids one by one through pydantic v1 (about 3 ms a request, half of
+    what a sender spends on one), although they are plain strings that need no conversion."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"to": self.to, "messages": [message.to_dict() for message in self.messages]}
+
+
 class Line:
     """One async API client; use as `async with Line(settings) as line:`."""
 
@@ -120,7 +129,7 @@ class Line:
         # models spend ~10 ms per request on that, a third of what a sender can do per second):
         # they come from our own outbox and LINE checks them again. The messages are validated,
         # once per distinct notice.
-        request = MulticastRequest.construct(to=to, messages=list(_sdk_messages(orjson.dumps(messages))))
+        request = _Multicast.construct(to=to, messages=list(_sdk_messages(orjson.dumps(messages))))
         return await self._call(
             self.api.multicast(request, x_line_retry_key=retry_key, _request_timeout=self._timeout)
         )

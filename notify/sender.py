@@ -1,8 +1,8 @@
 """The sender: drains the outbox through LINE within the channel's rate limits and monthly quota.
 
-Each round claims a few due batches (their claim is committed first), sends them with a few
-requests in flight, paced by a token bucket per endpoint, and settles each answer in its own
-short transaction. It stops, and says why, when the quota would run out, during quiet hours,
+It claims a few due batches at a time (their claim is committed first), sends them with a few
+requests in flight, paced by a token bucket per endpoint, and settles the answers in short
+transactions, the three overlapping. It stops, and says why, when the quota would run out, during quiet hours,
 or when the outbox is empty. Several senders may run at once; each claims different rows.
 """
 
@@ -63,6 +63,17 @@ class Report:
     outcomes: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass
+class _Done:
+    """A claimed batch's end, waiting to be written: LINE's answer, an empty batch (no answer),
+    or a batch given back unsent (`released` says why)."""
+
+    claimed: outbox.Claimed
+    result: Result | None = None
+    released: str | None = None
+    written: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
 async def drain(
     *,
     sessions: SessionFactory,
@@ -73,7 +84,14 @@ async def drain(
     until_empty: bool = True,
     progress: Progress | None = None,
 ) -> Report:
-    """Send what is due until nothing is left (or a stop reason), and report what happened."""
+    """Send what is due until nothing is left (or a stop reason), and report what happened.
+
+    Claiming, sending and settling overlap, so the pace never waits for the database: the next
+    claim is taken while half of the last one is still going out, and the answers that arrive
+    together are settled together in one short transaction. A batch counts as done only once its
+    settlement is written; a sender killed before that leaves the batch to come back when its
+    lease ends, and LINE answers its retry key with 409, which counts as sent.
+    """
     report = Report()
     started = time.monotonic()
     pace = {
@@ -81,31 +99,77 @@ async def drain(
         BatchKind.push: Pace(settings.line_push_per_second),
     }
     slots = asyncio.Semaphore(in_flight)
+    to_write: asyncio.Queue[_Done | None] = asyncio.Queue()
 
     def _claim() -> list[outbox.Claimed]:
         with sessions() as session:
             return outbox.claim(session=session, limit=claim_size, lease=lease)
 
-    def _settle(claimed: outbox.Claimed, result: Result | None) -> None:
-        with sessions() as session:
-            if result is None:
-                outbox.settle_empty(session=session, claimed=claimed)
-            else:
-                outbox.settle(session=session, claimed=claimed, result=result)
-
     def _lease_end() -> datetime | None:
         with sessions() as session:
             return outbox.next_lease_end(session=session)
 
-    def _release(claimed: outbox.Claimed, reason: str) -> None:
+    def _write(done: list[_Done]) -> None:
         with sessions() as session:
-            outbox.release(
-                session=session,
-                batch_id=claimed.batch_id,
-                not_before=utcnow(),
-                error=reason,
-                count_attempt=False,
-            )
+            for end in done:
+                if end.released is not None:
+                    outbox.release(
+                        session=session,
+                        batch_id=end.claimed.batch_id,
+                        not_before=utcnow(),
+                        error=end.released,
+                        count_attempt=False,
+                    )
+                elif end.result is None:
+                    outbox.settle_empty(session=session, claimed=end.claimed)
+                else:
+                    outbox.settle(session=session, claimed=end.claimed, result=end.result)
+
+    def _count(end: _Done) -> None:
+        """The report counts what is written, not what was merely answered."""
+        if end.released is not None:
+            return
+        if end.result is None:
+            report.cancelled_batches += 1
+            return
+        outcome = end.result.outcome
+        if outcome in (Outcome.sent, Outcome.already_sent):
+            report.batches_sent += 1
+            report.recipients_sent += len(end.claimed.user_ids)
+            report.already_accepted += outcome is Outcome.already_sent
+            if progress:
+                progress(len(end.claimed.user_ids))
+        elif outcome is Outcome.retry:
+            report.retries += 1
+        elif outcome is Outcome.refused:
+            report.failed_batches += 1
+
+    async def writer() -> None:
+        """Writes every end that has arrived in one transaction, then wakes their senders."""
+        while (first := await to_write.get()) is not None:
+            done = [first]
+            stop = False
+            while not to_write.empty():
+                end = to_write.get_nowait()
+                if end is None:
+                    stop = True
+                    break
+                done.append(end)
+            try:
+                await run_in_threadpool(_write, done)
+            except Exception as exc:
+                for end in done:
+                    end.written.set_exception(exc)
+            else:
+                for end in done:
+                    _count(end)
+                    end.written.set_result(None)
+            if stop:
+                return
+
+    async def finish(end: _Done) -> None:
+        await to_write.put(end)
+        await end.written
 
     async with Line(settings) as line:
         try:
@@ -114,7 +178,6 @@ async def drain(
             quota = None  # unknown: LINE's own 429 for the monthly limit will stop us instead
 
         async def send(claimed: outbox.Claimed) -> None:
-            nonlocal quota
             async with slots:
                 await pace[claimed.kind].wait()
                 if claimed.kind is BatchKind.multicast:
@@ -132,46 +195,58 @@ async def drain(
                 pace[claimed.kind].slow_down(1.0)
             elif result.outcome is Outcome.quota_exhausted:
                 report.stopped = "quota"
-            await run_in_threadpool(_settle, claimed, result)
-            if result.outcome in (Outcome.sent, Outcome.already_sent):
-                report.batches_sent += 1
-                report.recipients_sent += len(claimed.user_ids)
-                report.already_accepted += result.outcome is Outcome.already_sent
-                if progress:
-                    progress(len(claimed.user_ids))
-            elif result.outcome is Outcome.retry:
-                report.retries += 1
-            elif result.outcome is Outcome.refused:
-                report.failed_batches += 1
+            await finish(_Done(claimed, result))
 
-        while report.stopped is None:
-            if outbox.in_quiet_hours(utcnow(), settings):
-                report.stopped = "quiet_hours"
-                break
-            claimed = await run_in_threadpool(_claim)
-            if not claimed:
-                # Batches claimed by a sender that may have died come back when their lease
-                # ends; "until empty" means until those are settled too.
-                lease_end = await run_in_threadpool(_lease_end)
-                if until_empty and lease_end is None:
+        def start(batch: outbox.Claimed) -> asyncio.Task[None]:
+            nonlocal quota
+            if report.stopped is not None:
+                return asyncio.create_task(finish(_Done(batch, released=report.stopped)))
+            if not batch.user_ids:
+                return asyncio.create_task(finish(_Done(batch)))
+            if quota is not None and len(batch.user_ids) > quota:
+                report.stopped = "quota"
+                return asyncio.create_task(finish(_Done(batch, released="quota")))
+            if quota is not None:
+                quota -= len(batch.user_ids)
+            return asyncio.create_task(send(batch))
+
+        writing = asyncio.create_task(writer())
+        going: set[asyncio.Task[None]] = set()
+        try:
+            while report.stopped is None:
+                if outbox.in_quiet_hours(utcnow(), settings):
+                    report.stopped = "quiet_hours"
                     break
-                wait = (lease_end - utcnow()).total_seconds() if lease_end else 1.0
-                await asyncio.sleep(min(1.0, max(0.05, wait)))
-                continue
-            tasks = []
-            for batch in claimed:
-                if report.stopped is not None:
-                    await run_in_threadpool(_release, batch, report.stopped)
-                elif not batch.user_ids:
-                    report.cancelled_batches += 1
-                    await run_in_threadpool(_settle, batch, None)
-                elif quota is not None and len(batch.user_ids) > quota:
-                    report.stopped = "quota"
-                    await run_in_threadpool(_release, batch, "quota")
-                else:
-                    if quota is not None:
-                        quota -= len(batch.user_ids)
-                    tasks.append(asyncio.create_task(send(batch)))
-            await asyncio.gather(*tasks)
+                # Claim again once half the last claim has gone out, so the pace never starves.
+                while len(going) > claim_size // 2:
+                    await _first_of(going)
+                claimed = await run_in_threadpool(_claim)
+                if not claimed:
+                    if going:
+                        await _first_of(going)
+                        continue
+                    # Batches claimed by a sender that may have died come back when their lease
+                    # ends; "until empty" means until those are settled too.
+                    lease_end = await run_in_threadpool(_lease_end)
+                    if until_empty and lease_end is None:
+                        break
+                    wait = (lease_end - utcnow()).total_seconds() if lease_end else 1.0
+                    await asyncio.sleep(min(1.0, max(0.05, wait)))
+                    continue
+                for batch in claimed:
+                    task = start(batch)
+                    going.add(task)
+                    task.add_done_callback(going.discard)
+            await asyncio.gather(*going)
+        finally:
+            await to_write.put(None)
+            await writing
     report.seconds = round(time.monotonic() - started, 3)
     return report
+
+
+async def _first_of(tasks: set[asyncio.Task[None]]) -> None:
+    """Wait until one of TASKS ends, raising what it raised."""
+    done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in done:
+        task.result()
