@@ -25,9 +25,17 @@ STAND_INS: list[tuple[str, str, int]] = [
 
 
 async def serve_all(
-    host: str, print_urls: bool, only: list[str] | None = None, ephemeral: bool = False
+    host: str,
+    print_urls: bool,
+    only: list[str] | None = None,
+    ephemeral: bool = False,
+    prebuild: bool = False,
 ) -> None:
     chosen = [s for s in STAND_INS if only is None or s[1].partition(":")[0].rsplit(".", 1)[-1] in only]
+    if prebuild:
+        from mocks.world_data import demo_school_records
+
+        demo_school_records().prebuild()
     servers = []
     for _label, target, port in chosen:
         module_name, _, factory = target.partition(":")
@@ -62,9 +70,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--ephemeral", action="store_true", help="free ports instead of the demo's (benchmarks)"
     )
+    parser.add_argument(
+        "--prebuild",
+        action="store_true",
+        help="build and serialise the whole school world before serving (benchmarks)",
+    )
     args = parser.parse_args(argv)
     try:
-        asyncio.run(serve_all(args.host, args.print_urls, args.only, args.ephemeral))
+        asyncio.run(serve_all(args.host, args.print_urls, args.only, args.ephemeral, args.prebuild))
     except KeyboardInterrupt:
         sys.exit(0)
 

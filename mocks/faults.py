@@ -50,6 +50,11 @@ class Faults(BaseModel):
     def pages_faulty(self, resource: str) -> bool:
         return self.only_resource in (None, resource)
 
+    def alters_pages(self, resource: str) -> bool:
+        """Whether a page of RESOURCE is served other than as stored (repeated, moved, drifted)."""
+        altering = self.duplicate_across_pages or self.move_during_paging or self.drift is not None
+        return bool(altering) and self.pages_faulty(resource)
+
 
 @dataclass
 class Asked:

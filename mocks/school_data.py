@@ -4,16 +4,24 @@ Records are plain dicts in the upstream's wire shape (dates and times as Python 
 orjson writes them as ISO 8601). Every record has `id`, `student` (the school's student
 number), `status` and `updatedAt`; a change through `touch` moves `updatedAt` to now, as a
 real system's modification time does.
+
+A resource of a school is also kept serialised (`packed`), once, until it changes: a real
+system answers a page from its database, not by building every record again, and the
+stand-ins share the machine with the sync they are measured against (bench/ingest.py).
 """
 
 from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+
+import numpy as np
+import orjson
+from numpy.typing import NDArray
 
 Record = dict[str, Any]
 JST = timedelta(hours=9)
@@ -52,6 +60,93 @@ def _order(record: Record) -> tuple[datetime, str]:
     return (record["updatedAt"], record["id"])
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def micros(moment: datetime) -> int:
+    """Microseconds since the epoch: how the packed columns hold a time."""
+    delta = moment - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+@dataclass(frozen=True)
+class Packed:
+    """The records of one resource of one school, oldest change first, serialised once: each
+    record's JSON in one buffer (separated by commas), with the columns a query filters on."""
+
+    body: bytes
+    starts: NDArray[np.int64]  # where each record starts in `body`; one more: the end + 1
+    changed: NDArray[np.int64]  # the modification time, microseconds since the epoch
+    students: NDArray[np.int32]  # index into `numbers`
+    days: NDArray[np.int32]  # the first day the record is about, as a date ordinal
+    numbers: dict[str, int]
+
+    @classmethod
+    def of(
+        cls, records: list[Record], *, changed: str, student: str, day: Callable[[Record], date] | None = None
+    ) -> Packed:
+        blobs = [orjson.dumps(r) for r in records]
+        starts = np.zeros(len(blobs) + 1, dtype=np.int64)
+        np.cumsum([len(b) + 1 for b in blobs], out=starts[1:])
+        numbers: dict[str, int] = {}
+        return cls(
+            body=b",".join(blobs),
+            starts=starts,
+            changed=np.fromiter((micros(r[changed]) for r in records), np.int64, len(records)),
+            students=np.fromiter(
+                (numbers.setdefault(r[student], len(numbers)) for r in records), np.int32, len(records)
+            ),
+            days=(
+                np.zeros(len(records), np.int32)
+                if day is None
+                else np.fromiter((day(r).toordinal() for r in records), np.int32, len(records))
+            ),
+            numbers=numbers,
+        )
+
+    def __len__(self) -> int:
+        return len(self.changed)
+
+    def select(
+        self,
+        *,
+        students: Collection[str] | None = None,
+        since: datetime | None = None,
+        data_from: date | None = None,
+    ) -> NDArray[np.int64]:
+        """The positions of the records asked for, in order."""
+        first = 0 if since is None else int(np.searchsorted(self.changed, micros(since), side="right"))
+        chosen = np.arange(first, len(self), dtype=np.int64)
+        if students is not None:
+            wanted = [self.numbers[s] for s in students if s in self.numbers]
+            chosen = chosen[np.isin(self.students[first:], wanted)]
+        if data_from is not None:
+            chosen = chosen[self.days[chosen] >= data_from.toordinal()]
+        return chosen
+
+    def after(self, moment: datetime, record_id: str) -> int:
+        """The position after the record (MOMENT, RECORD_ID) in (time, id) order: keyset paging."""
+        at = micros(moment)
+        low = int(np.searchsorted(self.changed, at, side="left"))
+        high = int(np.searchsorted(self.changed, at, side="right"))
+        # Records changed at the same moment are ordered by id: read theirs from the JSON.
+        ids = [orjson.loads(self.record(i))["id"] for i in range(low, high)]
+        return low + bisect.bisect_right(ids, record_id)
+
+    def record(self, position: int) -> bytes:
+        return self.body[self.starts[position] : self.starts[position + 1] - 1]
+
+    def json_list(self, positions: NDArray[np.int64]) -> bytes:
+        """The records at POSITIONS as a JSON array."""
+        if len(positions) == 0:
+            return b"[]"
+        first, last = int(positions[0]), int(positions[-1])
+        if last - first + 1 == len(positions):  # one run of records: one slice of the buffer
+            return b"[" + self.body[self.starts[first] : self.starts[last + 1] - 1] + b"]"
+        body, starts = self.body, self.starts
+        return b"[" + b",".join([body[starts[i] : starts[i + 1] - 1] for i in positions.tolist()]) + b"]"
+
+
 @dataclass
 class SchoolRecords:
     # school code → student number → OneRoster user
@@ -63,15 +158,45 @@ class SchoolRecords:
     _clock: datetime | None = None
     # (resource, school) → every record of the school, oldest change first; dropped on change.
     _ordered: dict[tuple[str, str], list[Record]] = field(default_factory=dict)
+    # (resource or ROSTER, school) → the same, serialised; dropped on change.
+    _packed: dict[tuple[str, str], Packed] = field(default_factory=dict)
+
+    ROSTER = "roster"
+
+    def changed(self, resource: str, school: str) -> None:
+        self._ordered.pop((resource, school), None)
+        self._packed.pop((resource, school), None)
+
+    def packed(self, resource: str, school: str) -> Packed | None:
+        """A resource of a school (or ROSTER), serialised, oldest change first; None when a record
+        is too odd to index (a test's hand-made one): the caller then filters the dicts."""
+        packed = self._packed.get((resource, school))
+        if packed is not None:
+            return packed
+        try:
+            if resource == self.ROSTER:
+                packed = Packed.of(self.students(school), changed="dateLastModified", student="sourcedId")
+            else:
+                packed = Packed.of(
+                    self.query(resource, school),
+                    changed="updatedAt",
+                    student="student",
+                    day=lambda r: data_day(resource, r),
+                )
+        except (KeyError, TypeError, ValueError):
+            return None
+        self._packed[(resource, school)] = packed
+        return packed
 
     def add_student(self, school: str, user: Record) -> None:
         self.roster[school][user["sourcedId"]] = user
+        self.changed(self.ROSTER, school)
 
     def add(self, resource: str, school: str, records: Iterable[Record]) -> None:
         by_student = self.records[resource][school]
         for record in records:
             by_student[record["student"]][record["id"]] = record
-        self._ordered.pop((resource, school), None)
+        self.changed(resource, school)
 
     def now(self) -> datetime:
         """A modification time later than any before it, even within one clock tick."""
@@ -88,7 +213,7 @@ class SchoolRecords:
                 record = records[record_id]
                 record.update(changes)
                 record["updatedAt"] = self.now()
-                self._ordered.pop((resource, school), None)
+                self.changed(resource, school)
                 return record
         raise KeyError(record_id)
 
@@ -96,6 +221,7 @@ class SchoolRecords:
         user = self.roster[school][student]
         user.update(changes)
         user["dateLastModified"] = self.now()
+        self.changed(self.ROSTER, school)
         return user
 
     def students(self, school: str, *, since: datetime | None = None) -> list[Record]:
