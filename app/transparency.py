@@ -25,9 +25,20 @@ router = APIRouter()
 
 @dataclass(frozen=True)
 class DataItem:
-    scope: Scope
+    scope: Scope | None
     wording: Wording
     features: list[Feature]
+
+
+STAFF_RECORD_WORDING = Wording(
+    "教職員の日常所見（担任・養護教諭・スクールカウンセラー・ソーシャルワーカーが記録した、気づいたことの種類と件数。"
+    "文章の内容は判定に使いません。学校の記録のため同意画面の項目にはありませんが、"
+    "「早期発見と支援」に同意されたご家庭のこどもについてだけ数え、データの規則と組み合わせてだけ使います）",
+    "Staff's daily observations: the kind and number of what teachers, the nurse and counsellors "
+    "recorded, never the notes themselves. The school's own record, so not an item on the consent "
+    "screen; counted only for children whose families consented to early support, and only "
+    "beside the data, never alone",
+)
 
 
 @dataclass(frozen=True)
@@ -37,15 +48,18 @@ class Audience:
 
 
 def _data_items(rules: tuple[Rule, ...]) -> list[DataItem]:
-    used: dict[Scope, set[str]] = defaultdict(set)
+    used: dict[Scope | None, set[str]] = defaultdict(set)
     for rule in rules:
         for name in rule.features:
             used[FEATURES[name].scope].add(name)
-    return [
+    items = [
         DataItem(scope, SCOPE_WORDING[scope], [FEATURES[n] for n in sorted(used[scope])])
         for scope in Scope
         if scope in used
     ]
+    if None in used:
+        items.append(DataItem(None, STAFF_RECORD_WORDING, [FEATURES[n] for n in sorted(used[None])]))
+    return items
 
 
 @router.get("/transparency", response_class=HTMLResponse, include_in_schema=False)

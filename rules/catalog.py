@@ -157,7 +157,7 @@ class Rule:
     def required_scopes(self) -> frozenset[Scope]:
         """What the family must have shared for the rule to run; boosters' scopes are optional:
         without them the rule runs and the fact simply adds nothing."""
-        return frozenset(a.feature.scope for a in self.atoms)
+        return frozenset(a.feature.scope for a in self.atoms if a.feature.scope is not None)
 
     @property
     def features(self) -> frozenset[str]:
@@ -364,7 +364,19 @@ class _FileChecker:
             atom = self.atom(f"adds[{i}]", booster.atom, (*base, "adds", i, "atom"))
             if atom is not None:
                 boosters.append(Booster(atom, booster.weight))
-        needed = {a.feature.scope for a in atoms.values()} | {b.atom.feature.scope for b in boosters}
+        if when is not None and _fires_on_staff_records_alone(when):
+            self.problem(
+                (*base, "when"),
+                "staff observations alone could fire this rule; they count beside the data, "
+                "not instead of it",
+                "put each observation count in 'at_least N' with N above the number of observation "
+                "atoms, or under 'adds'",
+            )
+        needed = {
+            scope
+            for scope in [a.feature.scope for a in atoms.values()] + [b.atom.feature.scope for b in boosters]
+            if scope is not None
+        }
         if len(self.problems) == before and needed != set(spec.scopes):
             self.problem(
                 (*base, "scopes"),
@@ -389,6 +401,18 @@ class _FileChecker:
             boosters=tuple(boosters),
             source=self.name,
         )
+
+
+def _fires_on_staff_records_alone(node: Node) -> bool:
+    """Whether the rule holds with every staff-record atom true and every data atom false."""
+    if isinstance(node, Atom):
+        return node.feature.scope is None
+    held = sum(_fires_on_staff_records_alone(part) for part in node.parts)
+    if isinstance(node, All):
+        return held == len(node.parts)
+    if isinstance(node, Any_):
+        return held >= 1
+    return held >= node.n
 
 
 def _atom_names(condition: Condition) -> set[str]:

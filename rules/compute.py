@@ -49,6 +49,7 @@ from app.sources.models import (
     SchoolAidStatus,
     Weather,
 )
+from app.staff.models import ObservationCategory, StaffObservation
 from consent.scopes import Scope
 from rules.features import FEATURES, Family, Window, school_year_start, window_start
 
@@ -64,6 +65,7 @@ _fee: sa.Table = FeeStatus.__table__  # type: ignore[attr-defined]
 _benefit: sa.Table = BenefitStatus.__table__  # type: ignore[attr-defined]
 _aid: sa.Table = SchoolAidStatus.__table__  # type: ignore[attr-defined]
 _household: sa.Table = HouseholdInfo.__table__  # type: ignore[attr-defined]
+_observation: sa.Table = StaffObservation.__table__  # type: ignore[attr-defined]
 
 _INSERT_BATCH = 10_000
 
@@ -666,6 +668,54 @@ def _family_status(base: sa.CTE, period: Period, wanted: Collection[str]) -> sa.
     return query.order_by(base.c.id)
 
 
+OBSERVATION_STEMS = {
+    "observations": None,
+    **{f"observations_{category.value}": category for category in ObservationCategory},
+}
+"""Each observation count's stem and the category it counts (None: every category)."""
+
+
+def _family_observations(base: sa.CTE, period: Period, wanted: Collection[str]) -> sa.Select[Any]:
+    """日常所見 per child, category and window, by the day observed: zero when the child was
+    enrolled for the whole window and nobody recorded one."""
+    used = _used(wanted, *OBSERVATION_STEMS)
+    windows = _school_windows(period, used)
+    o = _observation.c
+    wanted_counts = [
+        (stem, category, w)
+        for stem, category in OBSERVATION_STEMS.items()
+        for w in _windowed_names(stem, wanted)
+    ]
+
+    def counted(category: ObservationCategory | None, w: Window) -> sa.ColumnElement[int]:
+        inside = o.observed_on >= period.start(w)
+        return _count_in(inside if category is None else sa.and_(inside, o.category == category))
+
+    recorded = (
+        sa.select(
+            o.student_id,
+            *[counted(category, w).label(f"{stem}_{w.value}") for stem, category, w in wanted_counts],
+        )
+        .join(base, base.c.id == o.student_id)
+        .where(o.observed_on >= period.earliest(used), o.observed_on <= period.as_of)
+        .group_by(o.student_id)
+        .cte("recorded")
+    )
+    columns = [
+        _known(
+            _covered(base, windows, period, w), sa.func.coalesce(recorded.c[f"{stem}_{w.value}"], 0)
+        ).label(f"{stem}_{w.value}")
+        for stem, _category, w in wanted_counts
+    ]
+    return (
+        sa.select(base.c.id, *columns)
+        .select_from(base)
+        .outerjoin(windows, windows.c.school_id == base.c.school_id)
+        .outerjoin(recorded, recorded.c.student_id == base.c.id)
+        .order_by(base.c.id)
+    )
+
+
 _FAMILIES: dict[Family, Callable[[sa.CTE, Period, Collection[str]], sa.Select[Any]]] = {
     Family.attendance: _family_attendance,
     Family.nurse: _family_nurse,
@@ -674,6 +724,7 @@ _FAMILIES: dict[Family, Callable[[sa.CTE, Period, Collection[str]], sa.Select[An
     Family.grades: _family_grades,
     Family.fees: _family_fees,
     Family.status: _family_status,
+    Family.observations: _family_observations,
 }
 
 
@@ -692,7 +743,8 @@ def compute_features(
     table of them, so no other child's rows are read, at any scale, without a long IN list.
     Given GRANTED as well (per scope, the children whose families granted it), each feature is
     read only for the children granted its scope and is unknown (NaN) for the rest: data held
-    under another purpose's grant is not read for this one.
+    under another purpose's grant is not read for this one. A staff-record feature (scope
+    STAFF_RECORD) is read for all of STUDENT_IDS, the children consent let the caller screen.
     """
     period = Period(as_of=as_of, tz=ZoneInfo(timezone))
     unknown = sorted(set(features) - set(FEATURES))
@@ -706,11 +758,11 @@ def compute_features(
             return _compute(connection, period, features, children)
     with _children_table(connection, ids) as children:
         table = _compute(connection, period, [], children)
-    by_scope: dict[Scope, list[str]] = {}
+    by_scope: dict[Scope | None, list[str]] = {}
     for name in features:
         by_scope.setdefault(FEATURES[name].scope, []).append(name)
     for scope, names in by_scope.items():
-        allowed = sorted(set(granted.get(scope, ())) & set(ids))
+        allowed = ids if scope is None else sorted(set(granted.get(scope, ())) & set(ids))
         with _children_table(connection, allowed) as children:
             part = _compute(connection, period, names, children)
         rows = np.searchsorted(table.student_ids, part.student_ids)

@@ -156,7 +156,8 @@ def _booster(
 ) -> dict[str, Any]:
     """A status fact beside a rule: its value only where the family shared it."""
     fact = _fact(booster.atom, table, index, period)
-    shared = bool(granted[booster.atom.feature.scope][index])
+    scope = booster.atom.feature.scope
+    shared = scope is None or bool(granted[scope][index])  # a staff record counts for every child screened
     if not shared:
         fact = {**fact, "value": None, "result": "not_consented"}
     return {**fact, "adds": booster.weight, "shared": shared}

@@ -103,6 +103,11 @@ def consent_masks(
     }
 
 
+def shared(granted: Mapping[Scope, Mask], scope: Scope | None, table: FeatureTable) -> Mask:
+    """Where a feature of SCOPE may count: a staff record (None) for every child screened."""
+    return np.ones(len(table.student_ids), dtype=np.bool_) if scope is None else granted[scope]
+
+
 def booster_weights(
     result: RuleResult, table: FeatureTable, granted: Mapping[Scope, Mask]
 ) -> NDArray[np.float64]:
@@ -111,7 +116,7 @@ def booster_weights(
     added = np.zeros(len(table.student_ids), dtype=np.float64)
     for booster in result.rule.boosters:
         holds = atom_truth(booster.atom, table.values[booster.atom.feature.name]).true
-        added += np.where(holds & granted[booster.atom.feature.scope], booster.weight, 0.0)
+        added += np.where(holds & shared(granted, booster.atom.feature.scope, table), booster.weight, 0.0)
     return np.where(result.fired, added, 0.0)
 
 

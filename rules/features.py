@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from enum import StrEnum
 
+from app.staff.models import OBSERVATION_WORDING, ObservationCategory
 from consent.scopes import Scope, Wording
 
 
@@ -78,6 +79,7 @@ class Family(StrEnum):
     grades = "grades"
     fees = "fees"
     status = "status"
+    observations = "observations"
 
 
 _NOT_ENROLLED_WHOLE_PERIOD = Wording(
@@ -86,11 +88,18 @@ _NOT_ENROLLED_WHOLE_PERIOD = Wording(
 )
 
 
+STAFF_RECORD = None
+"""The `scope` of a feature counted from the school's own staff records (日常所見), not from a
+category the family shares: read for every child screened, that is every child whose family
+granted early support at all, and for no other child."""
+
+
 @dataclass(frozen=True)
 class Feature:
     name: str
     family: Family
-    scope: Scope
+    scope: Scope | None
+    """The consent category it reads, or STAFF_RECORD."""
     value_type: ValueType
     wording: Wording
     kind: Kind = Kind.behaviour
@@ -101,7 +110,7 @@ class Feature:
 def _windowed(
     stem: str,
     family: Family,
-    scope: Scope,
+    scope: Scope | None,
     value_type: ValueType,
     ja: str,
     en: str,
@@ -340,6 +349,32 @@ _ALL: list[Feature] = [
                 "a household member is certified for care or disability",
             ),
         ]
+    ],
+]
+
+# Seed 003: staff's own judgement (現場職員の主観的評価) must count beside the data. A count of
+# what staff recorded, zero when nobody recorded one; the catalog refuses a rule that such a
+# count could fire without a fact from the data (rules.catalog).
+_ALL += [
+    *_windowed(
+        "observations",
+        Family.observations,
+        STAFF_RECORD,
+        ValueType.tally,
+        "職員が記録した日常所見の数（すべての種類）",
+        "daily observations recorded by staff, any kind",
+    ),
+    *[
+        feature
+        for category in ObservationCategory
+        for feature in _windowed(
+            f"observations_{category.value}",
+            Family.observations,
+            STAFF_RECORD,
+            ValueType.tally,
+            f"職員が記録した「{OBSERVATION_WORDING[category].ja}」の日常所見の数",
+            f"daily observations recorded by staff: {OBSERVATION_WORDING[category].en.lower()}",
+        )
     ],
 ]
 

@@ -8,7 +8,8 @@ mark on the new day; benefits, grades and fees stay as they are within a month. 
 
 - **steady rules** (every condition of that kind): only children with new rows the rule reads
   can start to meet it: rows about the new days, and rows written by syncs since the last run
-  (their `sync_run_id` above the run's watermark; both indexed). A count condition narrows
+  (their `sync_run_id` above the run's watermark; both indexed), or staff observations
+  recorded since it started (a person may date one back). A count condition narrows
   them further: only children who have that many rows in today's window;
 - **other rules** (a rate over a rolling window, a `<` on a count): a count condition inside
   them still bounds who can meet them (`all`: the bounded parts; `any`: every part; `at
@@ -53,9 +54,10 @@ from app.sources.models import (
     SchoolAidStatus,
     Weather,
 )
+from app.staff.models import StaffObservation
 from consent import policy
 from rules.catalog import All, Any_, AtLeastN, Atom, Node, Op, Rule
-from rules.compute import Period
+from rules.compute import OBSERVATION_STEMS, Period
 from rules.features import Family, Kind, ValueType, Window, school_year_start, term_start
 from rules.models import OPEN_STATUSES, QUIET_DAYS, Alert, AlertStatus
 
@@ -69,6 +71,7 @@ _household: sa.Table = HouseholdInfo.__table__  # type: ignore[attr-defined]
 _student: sa.Table = Student.__table__  # type: ignore[attr-defined]
 _school_day: sa.Table = SchoolDay.__table__  # type: ignore[attr-defined]
 _alert: sa.Table = Alert.__table__  # type: ignore[attr-defined]
+_observation: sa.Table = StaffObservation.__table__  # type: ignore[attr-defined]
 
 _ROLLING = (Window.d7, Window.d14, Window.d30, Window.d90)
 _MISSED = sa.or_(_due.c.submitted_at.is_(None), _due.c.submitted_at > _due.c.due_at)
@@ -112,6 +115,14 @@ def _counted_rows(stem: str, first: date, last: date, period: Period) -> sa.Sele
         "mood_low_days": (_mood, m.weather.in_([Weather.rain, Weather.thunder])),
         "mood_thunder_days": (_mood, m.weather == Weather.thunder),
     }
+    if stem in OBSERVATION_STEMS:
+        category = OBSERVATION_STEMS[stem]
+        o = _observation.c
+        return sa.select(o.student_id).where(
+            o.observed_on >= first,
+            o.observed_on <= last,
+            sa.true() if category is None else o.category == category,
+        )
     if stem in dated:
         table, condition = dated[stem]
         return sa.select(table.c.student_id).where(table.c.day >= first, table.c.day <= last, condition)
@@ -172,14 +183,16 @@ _FAMILY_ROWS: dict[Family, tuple[sa.Table, ...]] = {
     Family.grades: (GradeRecord.__table__,),  # type: ignore[attr-defined]
     Family.fees: (_fee,),
     Family.status: (_benefit, _household, SchoolAidStatus.__table__),  # type: ignore[attr-defined]
+    Family.observations: (_observation,),
 }
 
 
 class Bounds:
     """A rule's necessary conditions for starting to hold today, as sets of children."""
 
-    def __init__(self, session: Session, last: Period, now: Period, watermark: int) -> None:
+    def __init__(self, session: Session, last: Period, now: Period, watermark: int, since: datetime) -> None:
         self.session, self.last, self.now, self.watermark = session, last, now, watermark
+        self.since = since
         self._counts: dict[str, set[int] | None] = {}
         self._rows: dict[str, set[int]] = {}
 
@@ -219,15 +232,22 @@ class Bounds:
             found |= self._ids(counted)
             in_window = _counted_rows(key, self.now.start(window), self.now.as_of, self.now)
             assert in_window is not None
-            found |= self._ids(in_window.where(tables[0].c.sync_run_id > self.watermark))
+            found |= self._ids(in_window.where(self._written_since_last_run(tables[0])))
         else:
             for table in tables:
-                found |= self._ids(sa.select(table.c.student_id).where(table.c.sync_run_id > self.watermark))
+                found |= self._ids(sa.select(table.c.student_id).where(self._written_since_last_run(table)))
                 dated = _dated(table, self.last, self.now)
                 if dated is not None:
                     found |= self._ids(sa.select(table.c.student_id).where(dated))
         self._rows[key] = found
         return found
+
+    def _written_since_last_run(self, table: sa.Table) -> sa.ColumnElement[bool]:
+        """Rows a sync wrote after the last run's watermark; staff observations (which a
+        person may date back) recorded since the last run started."""
+        if table is _observation:
+            return _observation.c.created_at >= self.since
+        return table.c.sync_run_id > self.watermark
 
     def rule(self, rule: Rule) -> set[int] | None:
         atoms = _atoms(rule.when)
@@ -283,7 +303,7 @@ def changed_children(
     live rule could start to hold for anyone, so everyone must be screened."""
     tz = ZoneInfo(timezone)
     last, now = Period(as_of=last_as_of, tz=tz), Period(as_of=as_of, tz=tz)
-    bounds = Bounds(session, last, now, watermark)
+    bounds = Bounds(session, last, now, watermark, since)
     found: set[int] = set()
     for rule in rules:
         bounded = bounds.rule(rule)

@@ -33,6 +33,7 @@ from app.sources.models import (
     SchoolAidStatus,
     Weather,
 )
+from app.staff.models import ObservationCategory, StaffObservation
 from rules.catalog import All, Any_, AtLeastN, Atom, Node, Op, Rule
 from rules.compute import Period, complete_weeks, finished_terms
 from rules.features import FEATURES, Window, school_year_start
@@ -85,6 +86,7 @@ def child_features(
     benefits: list[BenefitStatus] = rows(BenefitStatus, BenefitStatus.as_of <= as_of)
     aid: list[SchoolAidStatus] = rows(SchoolAidStatus)
     homes: list[HouseholdInfo] = rows(HouseholdInfo, HouseholdInfo.as_of <= as_of)
+    noticed: list[StaffObservation] = rows(StaffObservation, StaffObservation.observed_on <= as_of)
 
     values: dict[str, Value] = {}
     for name in names:
@@ -104,6 +106,7 @@ def child_features(
                 weeks=weeks,
                 complete=complete_weeks(period, window),
                 assignments=[a for a in assignments if start_utc <= _utc(a.due_at) < period.end_utc],
+                observations=[o for o in noticed if o.observed_on >= start],
             )
         elif name == "consecutive_absence_days":
             values[name] = _consecutive(student, days, marks)
@@ -129,6 +132,7 @@ def _windowed(
     weeks: list[LearningActivity],
     complete: list[date],
     assignments: list[AssignmentSubmission],
+    observations: list[StaffObservation],
 ) -> Value:
     if stem == "sign_in_days":
         by_week = {w.week_start: w.sign_in_days for w in weeks}
@@ -165,6 +169,11 @@ def _windowed(
         "assignment_submission_rate": (
             float(len(assignments) - missed) / float(len(assignments)) if assignments else None
         ),
+        "observations": float(len(observations)),
+        **{
+            f"observations_{category.value}": float(sum(1 for o in observations if o.category is category))
+            for category in ObservationCategory
+        },
     }
     return counts[stem]
 

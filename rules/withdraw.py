@@ -39,11 +39,15 @@ Shared = Callable[[int], Collection[Scope]]
 
 def _scopes(facts: list[dict[str, Any]]) -> set[Scope]:
     """The categories facts were read from; a feature this version does not know counts as
-    every category (fail closed)."""
+    every category (fail closed). A staff observation count reads none: it stands as long as
+    the rule's data does (the catalog lets no rule fire on observations alone)."""
     scopes: set[Scope] = set()
     for fact in facts:
         feature = FEATURES.get(str(fact.get("feature")))
-        scopes |= {feature.scope} if feature else set(Scope)
+        if feature is None:
+            scopes |= set(Scope)
+        elif feature.scope is not None:
+            scopes.add(feature.scope)
     return scopes
 
 

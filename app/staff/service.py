@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -183,33 +182,3 @@ def observations_of_child(*, session: Session, student_id: int, since: date) -> 
         .where(StaffObservation.student_id == student_id, col(StaffObservation.observed_on) >= since)
         .order_by(col(StaffObservation.observed_on), col(StaffObservation.id))
     ).all()
-
-
-def observations_by_child(
-    *, session: Session, since: date, until: date, student_ids: Collection[int] | None = None
-) -> dict[int, Counter[ObservationCategory]]:
-    """For screening: how many observations of each category every child has in [since, until].
-
-    Children without any are absent (no observation is not the same as a known zero; a rule
-    reads absence as 0 only if it says so). Staff observations are the school's own records:
-    the caller decides which consent covers using them.
-    """
-    statement = (
-        select(StaffObservation.student_id, StaffObservation.category, sa.func.count())
-        .where(col(StaffObservation.observed_on) >= since, col(StaffObservation.observed_on) <= until)
-        .group_by(col(StaffObservation.student_id), col(StaffObservation.category))
-    )
-    counts: dict[int, Counter[ObservationCategory]] = {}
-    ids = None if student_ids is None else sorted(set(student_ids))
-    chunks = (
-        [statement]
-        if ids is None
-        else [
-            statement.where(col(StaffObservation.student_id).in_(ids[i : i + 5_000]))
-            for i in range(0, len(ids), 5_000)
-        ]
-    )
-    for chunk in chunks:
-        for student_id, category, count in session.exec(chunk):
-            counts.setdefault(student_id, Counter())[ObservationCategory(category)] = count
-    return counts

@@ -125,7 +125,8 @@ def reasons(*, session: Session, alert: Alert, view: ChildView) -> list[Reason]:
     ):
         rule = rules.get(signal.rule_id)
         names = [str(fact.get("feature")) for fact in [*signal.atoms, *signal.boosters]]
-        scopes = {FEATURES[name].scope for name in names if name in FEATURES}
+        # A staff observation count is shown to whoever may open the child (no category).
+        scopes = {scope for name in names if name in FEATURES and (scope := FEATURES[name].scope)}
         withheld = next((view.withheld(scope) for scope in sorted(scopes) if view.withheld(scope)), None)
         if withheld is None and any(name not in FEATURES for name in names):
             # A fact this version does not know the category of is not shown: fail closed.
@@ -169,7 +170,7 @@ def evidence_scopes(*, session: Session, alert: Alert) -> set[Scope]:
     for signal in session.exec(select(Signal).where(Signal.alert_id == alert.id)):
         for atom in [*signal.atoms, *signal.boosters]:
             feature = FEATURES.get(str(atom.get("feature")))
-            if feature is not None:
+            if feature is not None and feature.scope is not None:
                 scopes.add(feature.scope)
     return scopes
 

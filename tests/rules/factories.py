@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, SQLModel
 
 from app.core.types import utcnow
-from app.roster.models import School, SchoolDay, Student
+from app.roster.models import School, SchoolDay, StaffRole, StaffUser, Student
 from app.sources.models import (
     AidStatus,
     AssignmentSubmission,
@@ -30,6 +30,7 @@ from app.sources.models import (
     Source,
     Weather,
 )
+from app.staff.models import ObservationCategory, StaffObservation
 from tests.factories import make_school, make_student
 
 YEAR_START = date(2025, 4, 7)
@@ -222,6 +223,36 @@ def make_random_child(
         )
     _bulk(session, found)
     return child
+
+
+def add_random_observations(
+    session: Session, school: School, children: list[Student], rng: random.Random
+) -> None:
+    """A few 日常所見 per child on random days of the year (none for some), by one teacher."""
+    teacher = StaffUser(
+        login=f"observer-{school.id}",
+        display_name="観察 先生",
+        role=StaffRole.homeroom_teacher,
+        municipality_id=school.municipality_id,
+        school_id=school.id,
+    )
+    session.add(teacher)
+    session.flush()
+    days = school_days()
+    rows = [
+        {
+            "student_id": child.id,
+            "staff_user_id": teacher.id,
+            "observed_on": rng.choice(days),
+            "category": rng.choice(list(ObservationCategory)).value,
+            "note": "気づいたこと",
+            "created_at": utcnow(),
+        }
+        for child in children
+        for _ in range(rng.choice([0, 1, 3, 8]))
+    ]
+    if rows:
+        session.execute(sa.insert(StaffObservation.__table__), rows)  # type: ignore[attr-defined]
 
 
 def _bulk(session: Session, objects: list[SQLModel]) -> None:

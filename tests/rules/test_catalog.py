@@ -108,6 +108,22 @@ def test_a_status_fact_cannot_fire_a_rule_alone(tmp_path: Path) -> None:
     assert rule.boosters[0].atom.feature.kind is Kind.status
 
 
+def test_staff_observations_count_beside_the_data_never_alone(tmp_path: Path) -> None:
+    problems = _problems(tmp_path, _rule(atom="observations_hunger_30d >= 1"))
+    assert any("test.yaml:10:" in p and "staff observations alone could fire" in p for p in problems)
+    both = "absence_rate_30d >= 0.10\n      noticed: observations_hunger_30d >= 1"
+    problems = _problems(tmp_path, _rule(atom=both, when="{at_least: 1, of: [absent_often, noticed]}"))
+    assert any("staff observations alone could fire" in p for p in problems)
+    # One of two beside the data, or weight added to a rule the data fired: accepted; an
+    # observation count reads no consent category, so the scopes stay those of the data.
+    _write(tmp_path, _rule(atom=both, when="{at_least: 2, of: [absent_often, noticed]}"))
+    [rule] = load_catalog(tmp_path).rules
+    assert rule.required_scopes == {"school.attendance"}
+    _write(tmp_path, _rule(extra="    adds:\n      - {atom: observations_hunger_30d >= 1, weight: 1}\n"))
+    [rule] = load_catalog(tmp_path).rules
+    assert rule.boosters[0].atom.feature.scope is None
+
+
 def test_scopes_must_match_the_features(tmp_path: Path) -> None:
     [problem] = _problems(tmp_path, _rule(scopes="school.mood"))
     assert "test.yaml:6:" in problem and "set scopes to [school.attendance]" in problem

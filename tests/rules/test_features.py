@@ -15,7 +15,7 @@ from rules.compute import compute_features
 from rules.features import FEATURES
 from rules.reference import child_features
 from tests.factories import make_student
-from tests.rules.factories import make_random_child, make_school_with_calendar, mark
+from tests.rules.factories import add_random_observations, make_random_child, make_school_with_calendar, mark
 
 AS_OF_DAYS = [
     date(2025, 4, 10),  # first week of the year: most windows reach into the spring break
@@ -31,7 +31,9 @@ AS_OF_DAYS = [
 def children(session: Session) -> list[int]:
     rng = random.Random(7)
     school = make_school_with_calendar(session)
-    return [make_random_child(session, school, rng).id or 0 for _ in range(14)]
+    made = [make_random_child(session, school, rng) for _ in range(14)]
+    add_random_observations(session, school, made, random.Random(11))
+    return [child.id or 0 for child in made]
 
 
 def test_every_feature_matches_the_reference(session: Session, children: list[int]) -> None:

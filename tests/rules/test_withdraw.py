@@ -210,7 +210,11 @@ def test_a_status_fact_no_longer_shared_stops_adding_weight(
     assert alert.status is AlertStatus.new and alert.score == 2.0
     [signal] = _signals(session, alert)
     assert signal.weight == 2.0 and signal.cleared_on is None
-    assert [(b["value"], b["shared"]) for b in signal.boosters] == [(None, False)]
+    # The staff observation count beside it reads no category the family shares: it stays.
+    assert [(b["feature"], b["value"], b["shared"]) for b in signal.boosters] == [
+        ("household_member_needing_care", None, False),
+        ("observations_family_talk_90d", 0.0, True),
+    ]
     event = _event(session, alert, AlertEventKind.evidence_changed)
     assert (event.reason or "").startswith(CONSENT_STOPPED)
     # The next run agrees: the rule still fires on attendance, the household adds nothing.

@@ -23,8 +23,9 @@ from app.sources.models import (
 )
 from app.staff import service
 from app.staff.access import MATRIX, WELFARE_FACTS, Reach, matrix_markdown
-from app.staff.models import ObservationCategory, StaffObservation
+from app.staff.models import StaffObservation
 from consent.scopes import Scope
+from rules.compute import compute_features
 from tests.factories import make_grant
 from tests.staff.conftest import HTML, Roster, make_staff, sign_in_directly
 
@@ -180,11 +181,14 @@ async def test_observation_recorded_escaped_audited_and_counted(
     assert "給食をおかわり &lt;script&gt;" in page.text and "<script>x" not in page.text
     entry = session.exec(select(AuditEntry).where(AuditEntry.action == service.OBSERVATION_RECORDED)).one()
     assert entry.detail == "hunger" and entry.student_id == roster.child.id
-    today = datetime.now(UTC).date()
-    counts = service.observations_by_child(
-        session=session, since=today - timedelta(days=30), until=today + timedelta(days=1)
+    # Screening counts it (rules.compute): the category over the window, zero for the rest.
+    counted = compute_features(
+        connection=session.connection(),
+        as_of=datetime.now(UTC).date(),
+        features=["observations_hunger_30d", "observations_injury_30d"],
+        student_ids=[roster.child.id or 0],
     )
-    assert counts[roster.child.id or 0][ObservationCategory.hunger] == 1
+    assert counted.row(0) == {"observations_hunger_30d": 1.0, "observations_injury_30d": 0.0}
 
 
 @pytest.mark.parametrize(
