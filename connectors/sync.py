@@ -174,6 +174,7 @@ class RunContext:
         self.actor = Actor(kind=ActorKind.connector, ref=f"sync-run:{run.id}", organisation="")
         self.students: dict[str, int] = {}  # the school's student number → student id
         self.allowed: dict[int, dict[Scope, int]] = {}  # student id → scope → grant id
+        self.data_from: dict[int, date] = {}  # grant id → the first day it covers, where set
         self.stopped: set[int] = set()  # children whose grant stopped during the run
         self.stopped_checked_at = run.started_at
         self.held: dict[str, set[str]] = {}  # resource → digests of payloads in quarantine
@@ -217,6 +218,8 @@ class RunContext:
             purpose=PURPOSE,
             student_ids=list(self.students.values()),
         )
+        grants = {grant for allowed in self.allowed.values() for grant in allowed.values()}
+        self.data_from = policy.data_from(session=session, grant_ids=grants)
 
     def refresh_stopped(self, session: Session) -> set[int]:
         """Children whose allowing grant stopped since the run began; they get nothing more."""
@@ -490,8 +493,7 @@ async def sync_resource(ctx: RunContext, resource: Resource) -> None:
     pending: asyncio.Task[None] | None = None
 
     # The first day each child's consent covers, where the family chose one (None: all).
-    firsts = await ctx.db(lambda s: policy.data_from(session=s, grant_ids=allowed.values()))
-    first_day = {sid: firsts.get(grant) for sid, grant in allowed.items()}
+    first_day = {sid: ctx.data_from.get(grant) for sid, grant in allowed.items()}
     adapter = _page_adapter(resource.wire)
     # student number → (student id, grant id, first day covered or None)
     entitled: dict[str, tuple[int, int, date | None]] = {}
