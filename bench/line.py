@@ -39,6 +39,7 @@ import time  # noqa: E402
 import uuid  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
+from dataclasses import fields  # noqa: E402
 from datetime import UTC, datetime  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -52,7 +53,7 @@ from app.core.config import Settings  # noqa: E402
 from app.core.db import make_engine, session_scope  # noqa: E402
 from app.core.migrate import upgrade  # noqa: E402
 from notify import outbox  # noqa: E402
-from notify.models import LineAccount, Notification  # noqa: E402
+from notify.models import LineAccount  # noqa: E402
 
 TOKEN = "bench-token"  # noqa: S105 - a throw-away channel on loopback
 LIMIT = 200
@@ -217,11 +218,9 @@ def run(
         else 0.0
     )
     engine = make_engine(database_url)
-    with engine.connect() as connection:
-        status = col(Notification.status)
-        statuses = {
-            str(k): int(v) for k, v in connection.execute(sa.select(status, sa.func.count()).group_by(status))
-        }
+    with session_scope(engine) as session:
+        counts = outbox.counts_by_campaign(session=session)[None]
+    statuses = {f.name: getattr(counts, f.name) for f in fields(counts) if getattr(counts, f.name)}
     engine.dispose()
     return {
         "kills": killed,

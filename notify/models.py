@@ -234,4 +234,3 @@ class Notification(SQLModel, table=True):
     )
     reason: str | None = Field(default=None, max_length=100)
     created_at: datetime = Field(default_factory=utcnow, sa_type=aware_datetime())
-    sent_at: datetime | None = Field(default=None, sa_type=aware_datetime())

@@ -7,7 +7,11 @@
   time zone); the sender also refuses to send during them.
 - A sender claims due batches with one UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)
   (SQLite, which has one writer at a time, runs the same statement without the lock clause),
-  commits the claim, sends, then settles. A sender that dies mid-request leaves its batch
+  commits the claim, sends, then settles. A sent batch is recorded once, on the batch row: its
+  notifications were sent with it (`delivery_status`), and a notification's own row changes
+  only when it ends apart from its batch (skipped, cancelled) or with a batch that failed or
+  emptied. Marking 500 rows per request cost more than sending it, and held the sender well
+  below LINE's rate limit. A sender that dies mid-request leaves its batch
   `sending` with a lease; when the lease ends another sender claims it and sends again with
   the same retry key, which LINE answers 409 if the first try got through: never twice, never lost.
 - Blocking the account, unlinking or a stopped grant cancel the person's queued rows at once.
@@ -179,10 +183,27 @@ def enqueue(
     return Queued(queued=len(wanted), skipped=len(over), batches=batches)
 
 
+def delivery_status() -> sa.ColumnElement[Any]:
+    """A notification's status, its batch's sending included (select from `_with_batch()`)."""
+    return sa.case(
+        (
+            sa.and_(_note.c.status == NotificationStatus.queued, _batch.c.status == BatchStatus.sent),
+            sa.literal(NotificationStatus.sent.value),
+        ),
+        else_=_note.c.status,
+    )
+
+
+def _with_batch() -> sa.Join:
+    # Skipped rows have no batch: an outer join keeps them.
+    return _note.outerjoin(_batch, _batch.c.id == _note.c.batch_id)
+
+
 def _cancel(session: Session, condition: sa.ColumnElement[bool], reason: str) -> int:
+    already_sent = sa.exists().where(_batch.c.id == _note.c.batch_id, _batch.c.status == BatchStatus.sent)
     result = session.execute(
         sa.update(_note)
-        .where(condition, _note.c.status == NotificationStatus.queued)
+        .where(condition, _note.c.status == NotificationStatus.queued, ~already_sent)
         .values(status=NotificationStatus.cancelled, reason=reason)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
@@ -289,15 +310,12 @@ def _finish(
             last_error=error,
         )
     )
-    values: dict[str, Any] = {"status": note_status}
     if note_status is NotificationStatus.sent:
-        values["sent_at"] = now
-    else:
-        values["reason"] = (error or batch_status.value)[:100]
+        return  # recorded on the batch: see `delivery_status`
     session.execute(
         sa.update(_note)
         .where(_note.c.batch_id == batch_id, _note.c.status == NotificationStatus.queued)
-        .values(**values)
+        .values(status=note_status, reason=(error or batch_status.value)[:100])
     )
 
 
@@ -405,11 +423,12 @@ class Counts:
 
 def counts_by_campaign(*, session: Session) -> dict[int | None, Counts]:
     """Per campaign (None: personalised information), how many notifications are in each state."""
+    status = delivery_status()
     table: dict[int | None, dict[str, int]] = {}
-    for campaign_id, status, number in session.execute(
-        sa.select(_note.c.campaign_id, _note.c.status, sa.func.count()).group_by(
-            _note.c.campaign_id, _note.c.status
-        )
+    for campaign_id, state, number in session.execute(
+        sa.select(_note.c.campaign_id, status, sa.func.count())
+        .select_from(_with_batch())
+        .group_by(_note.c.campaign_id, status)
     ):
-        table.setdefault(campaign_id, {})[str(status)] = number
+        table.setdefault(campaign_id, {})[str(NotificationStatus(state))] = number
     return {k: Counts(**v) for k, v in table.items()}
