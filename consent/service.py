@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import replace
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from sqlmodel import Session, col, select
 
@@ -149,8 +149,7 @@ def transition(
         # Withdrawal deletes at once what was obtained under the grant (no law here requires
         # keeping it); the deletion record stays, the data does not.
         deleted = erasure.delete_obtained_under(session=session, grant_id=grant.id)
-        summary = ", ".join(f"{table}: {count}" for table, count in sorted(deleted.items()))
-        _record(session, grant, GrantEventKind.data_deleted, actor, now, note=summary or "（なし / none）")
+        _record(session, grant, GrantEventKind.data_deleted, actor, now, note=_summary(deleted))
     if kind in _STOPPING:
         policy.notify_stopped(
             session=session,
@@ -204,6 +203,41 @@ def expire_due(*, session: Session, at: datetime | None = None, limit: int = EXP
             at=policy.utc(grant.expires_at),
         )
     return len(due)
+
+
+DATA_LIFE_ACTOR = Actor(kind=ActorKind.system, ref="consent.data_life", organisation="つなぐ / tsunagu")
+
+
+def delete_past_data_life(*, session: Session, at: datetime | None = None) -> dict[int, dict[str, int]]:
+    """What the notice promises (取得した日から1年間保存し、その後削除します): every row older
+    than the data life of the grant it was obtained under is deleted, whatever the grant's
+    status, and each grant that lost rows records a `data_deleted` event saying how many.
+    Returns the counts per grant and table."""
+    moment = at or utcnow()
+    lives = session.exec(select(ConsentGrant.data_life_days).distinct()).all()
+    deleted: dict[int, dict[str, int]] = {}
+    for days in lives:
+        deleted |= erasure.delete_obtained_before(
+            session=session,
+            grants=select(col(ConsentGrant.id)).where(ConsentGrant.data_life_days == days),
+            before=moment - timedelta(days=days),
+        )
+    for grant in session.exec(select(ConsentGrant).where(col(ConsentGrant.id).in_(deleted))).all():
+        assert grant.id is not None
+        _record(
+            session,
+            grant,
+            GrantEventKind.data_deleted,
+            DATA_LIFE_ACTOR,
+            moment,
+            note=f"保存期間の終了 / data life ended ({grant.data_life_days} days): "
+            + _summary(deleted[grant.id]),
+        )
+    return deleted
+
+
+def _summary(deleted: dict[str, int]) -> str:
+    return ", ".join(f"{table}: {count}" for table, count in sorted(deleted.items())) or "（なし / none）"
 
 
 def raise_objection(

@@ -1,4 +1,5 @@
-"""Consent's periodic work: grants that reached their expiry are recorded as expired."""
+"""Consent's periodic work: grants that reached their expiry are recorded as expired, and data
+kept longer than its grant's data life is deleted."""
 
 from __future__ import annotations
 
@@ -19,3 +20,11 @@ def expire_due_grants() -> int:
         expired += done
         if done < service.EXPIRE_BATCH:
             return expired
+
+
+@huey.periodic_task(crontab(hour="18", minute="0"))
+def delete_past_data_life() -> int:
+    """Daily at 03:00 JST (18:00 UTC), when no one is working; returns how many rows went."""
+    with session_scope() as session:
+        deleted = service.delete_past_data_life(session=session)
+    return sum(sum(tables.values()) for tables in deleted.values())

@@ -6,6 +6,10 @@ at): a payload about the child is data obtained under the grant like any stored 
 
 from __future__ import annotations
 
+from collections import Counter
+from datetime import datetime
+from typing import Any
+
 import sqlalchemy as sa
 from sqlmodel import Session
 
@@ -53,4 +57,25 @@ def delete_obtained_under(*, session: Session, grant_id: int) -> dict[str, int]:
         count = int(getattr(result, "rowcount", 0) or 0)
         if count:
             deleted[table.name] = count
+    return deleted
+
+
+def delete_obtained_before(
+    *, session: Session, grants: sa.Select[Any], before: datetime
+) -> dict[int, dict[str, int]]:
+    """Delete the rows obtained before BEFORE under any of GRANTS (a select of grant ids);
+    returns how many per grant and table (only non-zero).
+
+    One DELETE per table, in the caller's transaction; RETURNING says whose rows went, so each
+    family's history can record its own deletion."""
+    deleted: dict[int, dict[str, int]] = {}
+    for table in (*SOURCE_TABLES, QUARANTINE):
+        obtained = table.c.created_at if table is QUARANTINE else table.c.fetched_at
+        gone = session.execute(
+            sa.delete(table)
+            .where(table.c.grant_id.in_(grants.scalar_subquery()), obtained < before)
+            .returning(table.c.grant_id)
+        ).scalars()
+        for grant_id, count in Counter(gone).items():
+            deleted.setdefault(grant_id, {})[table.name] = count
     return deleted
