@@ -129,6 +129,9 @@ class Alert(SQLModel, table=True):
             postgresql_where=sa.text("status NOT IN ('closed', 'dismissed')"),
         ),
         sa.Index("ix_alert_school_status_score", "school_id", "status", "score"),
+        # The municipality-wide queue reads alerts highest score first and stops at a page: the
+        # databases walk this index backwards and sort only ties (no DESC column needed).
+        sa.Index("ix_alert_score", "score"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

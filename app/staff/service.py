@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import date
 
 import sqlalchemy as sa
+from sqlalchemy.orm.util import AliasedClass
 from sqlmodel import Session, col, select
 
 from app.audit import service as audit
@@ -35,15 +36,18 @@ def actor_for(*, session: Session, staff: StaffUser) -> Actor:
     return Actor(kind=ActorKind.staff, ref=str(staff.id), organisation=organisation, role=staff.role.value)
 
 
-def reach_clause(staff: StaffUser) -> sa.ColumnElement[bool]:
-    """The same reach as `access.in_reach`, as a condition on `student` for lists and queues."""
+def reach_clause(
+    staff: StaffUser, student: type[Student] | AliasedClass[Student] = Student
+) -> sa.ColumnElement[bool]:
+    """The same reach as `access.in_reach`, as a condition on `student` (or an alias of it) for
+    lists and queues."""
     reach = MATRIX[staff.role].reach
     if reach is Reach.homeroom and staff.homeroom_id is not None:
-        return col(Student.homeroom_id) == staff.homeroom_id
+        return col(student.homeroom_id) == staff.homeroom_id
     if reach is Reach.school and staff.school_id is not None:
-        return col(Student.school_id) == staff.school_id
+        return col(student.school_id) == staff.school_id
     if reach is Reach.municipality:
-        return col(Student.school_id).in_(
+        return col(student.school_id).in_(
             select(School.id).where(School.municipality_id == staff.municipality_id)
         )
     return sa.false()

@@ -15,6 +15,7 @@ from enum import StrEnum
 from functools import lru_cache
 
 import sqlalchemy as sa
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from app.audit import service as audit
@@ -331,9 +332,12 @@ class Queue:
     total: int
     page: int
     pages: int
+    more_than_total: bool = False
+    """More open alerts than `total` (COUNT_BOUND): the list pages through the first ones only."""
 
 
 PAGE_SIZE = 50
+COUNT_BOUND = 1_000
 
 
 def queue_school(*, session: Session, staff: StaffUser, school_id: int | None) -> int | None:
@@ -366,7 +370,17 @@ def queue(
     a "more" list; the other open alerts follow, highest score first, a page at a time.
     Filters narrow every list without moving the line."""
     school = queue_school(session=session, staff=staff, school_id=school_id)
-    conditions = [reach_clause(staff), col(Alert.status).in_(list(statuses))]
+    if school is None and MATRIX[staff.role].reach is Reach.municipality:
+        # Every open alert of the municipality: ask of each alert, highest score first (the
+        # score index), whether its child is in reach, and stop at a page. Joined the other
+        # way round, both databases read every child of the city first (0.5 s at 250,000).
+        child = aliased(Student)
+        in_reach: sa.ColumnElement[bool] = sa.exists().where(
+            col(child.id) == Alert.student_id, reach_clause(staff, child)
+        )
+    else:
+        in_reach = reach_clause(staff)
+    conditions = [in_reach, col(Alert.status).in_(list(statuses))]
     if school is not None:
         conditions.append(col(Alert.school_id) == school)
     if category is not None:
@@ -392,13 +406,17 @@ def queue(
                 assignee_id=assignee_id,
             )
     joined = select(Alert, Student).join(Student, col(Student.id) == Alert.student_id).where(*conditions)
-    total = session.exec(
-        select(sa.func.count())
-        .select_from(Alert)
+    # Counted up to a bound: past it the page says "more than" and asks for a filter, rather
+    # than counting every open alert of a city on every page load.
+    counted = (
+        select(Alert.id)
         .join(Student, col(Student.id) == Alert.student_id)
         .where(*conditions)
-    ).one()
-    pages = max(1, -(-total // PAGE_SIZE))
+        .limit(COUNT_BOUND + 1)
+        .subquery()
+    )
+    total = session.exec(select(sa.func.count()).select_from(counted)).one()
+    pages = max(1, -(-min(total, COUNT_BOUND) // PAGE_SIZE))
     page = min(max(page, 1), pages)
     listed = session.exec(
         joined.order_by(col(Alert.score).desc(), col(Alert.opened_at), col(Alert.id))
@@ -421,7 +439,14 @@ def queue(
             review=[row for row in weekly_rows if row.band is not Band.more],
             more=[row for row in weekly_rows if row.band is Band.more],
         )
-    return Queue(weekly=review, rows=rows[len(weekly_pairs) :], total=total, page=page, pages=pages)
+    return Queue(
+        weekly=review,
+        rows=rows[len(weekly_pairs) :],
+        total=min(total, COUNT_BOUND),
+        page=page,
+        pages=pages,
+        more_than_total=total > COUNT_BOUND,
+    )
 
 
 def _weekly_rows(

@@ -10,7 +10,8 @@ from sqlmodel import Session, col, select
 
 from app.audit import service as audit
 from app.audit.models import AuditEntry
-from app.roster.models import StaffRole
+from app.roster.models import Homeroom, Municipality, School, SchoolKind, StaffRole
+from app.staff import workflow
 from app.staff.models import CaseMeeting, SupportAction
 from app.staff.web import local_today
 from consent.scopes import Scope
@@ -236,6 +237,41 @@ async def test_queue_is_the_weekly_review_with_a_sample_and_a_more_list(
     one_school = await client.get("/staff/alerts", params={"school": roster.school.id}, headers=HTML)
     assert "今週の確認件数を超えています" in one_school.text
     assert all(f'/staff/alerts/{a.id}"' in one_school.text for a in alerts)
+
+
+async def test_city_wide_queue_ranks_every_school_and_bounds_its_count(
+    client: httpx.AsyncClient, session: Session, roster: Roster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = Municipality(code="999992", name="となり市")
+    session.add(elsewhere)
+    session.flush()
+    other_city_school = School(
+        municipality_id=elsewhere.id or 0, code="T-X1", name="となり小学校", kind=SchoolKind.elementary
+    )
+    session.add(other_city_school)
+    session.flush()
+    other_room = Homeroom(school_id=other_city_school.id or 0, school_year=2026, grade=5, name="5年1組")
+    session.add(other_room)
+    session.flush()
+    outside = make_alert(session, make_student_in(session, other_room, "X-1", "隣", "一"), score=9.5)
+    ranked = [
+        make_alert(session, roster.child, score=9),
+        make_alert(session, roster.far_child, score=7, status=AlertStatus.under_review),
+        make_alert(session, roster.classmate_elsewhere, score=5),
+    ]
+    sign_in_directly(client, session, make_staff(session, roster, StaffRole.case_worker))
+    city = (await client.get("/staff/alerts", headers=HTML)).text
+    positions = [city.index(f'/staff/alerts/{alert.id}"') for alert in ranked]
+    assert positions == sorted(positions)  # highest score first, across the city's schools
+    assert f'/staff/alerts/{outside.id}"' not in city  # another municipality's child
+    assert "3件中 1/1ページ" in city
+
+    monkeypatch.setattr(workflow, "COUNT_BOUND", 2)
+    monkeypatch.setattr(workflow, "PAGE_SIZE", 1)
+    bounded = (await client.get("/staff/alerts", headers=HTML)).text
+    assert "2件以上" in bounded and "1/2ページ" in bounded
+    last = (await client.get("/staff/alerts", params={"page": 9}, headers=HTML)).text
+    assert "2/2ページ" in last and f'/staff/alerts/{ranked[1].id}"' in last
 
 
 async def test_queue_hides_detail_without_consent(
