@@ -11,6 +11,15 @@ runs as its own process (uvicorn) on an ephemeral loopback port; 50 signed-in st
 leaders of 40 schools and 10 municipal case workers) alternate between the alert queue and a
 child's timeline until the request count or the time bound is reached. Every request is a real
 read: reach, consent and audit included. Goals: p95 ≤ 150 ms; audit ≥ 10,000 appends/s.
+
+The load model is a closed loop of people: each session sends a request, waits for the page,
+then reads it before the next click. The reading time is drawn from a negative exponential
+distribution with a mean of 7 s (TPC-W's think time for web users) and every session starts at
+a random moment within one think time, so 50 sessions offer about 7 requests/s, not a burst of
+50 at once. That is still heavier than 50 people working a queue (a queue page or a timeline
+takes longer than 7 s to read). `--think-ms 0` makes every session click again the moment a
+page arrives: a saturation test of the server's capacity (its requests/s), whose latencies are
+queueing time, not what a person waits.
 """
 
 from __future__ import annotations
@@ -458,11 +467,20 @@ async def load(
                 if response.status_code != 200:
                     errors += 1
                     failures[str(response.status_code)] = failures.get(str(response.status_code), 0) + 1
-                # A person reads the page before the next click (0 = hammer the server).
-                await asyncio.sleep(rng.uniform(0.5, 1.5) * think_ms / 1000)
+                await reading(rng)
+
+    async def reading(rng: random.Random) -> None:
+        """A person reads the page before the next click (0: hammer the server)."""
+        if think_ms > 0:
+            await asyncio.sleep(rng.expovariate(1000 / think_ms))
+
+    async def first_click(n: int) -> None:
+        if think_ms > 0:  # people do not all sign in at the same instant
+            await asyncio.sleep(random.Random(-n).uniform(0, think_ms / 1000))
+        await staff_member(n)
 
     started = time.perf_counter()
-    await asyncio.gather(*(staff_member(n) for n in range(sessions)))
+    await asyncio.gather(*(first_click(n) for n in range(sessions)))
     elapsed = time.perf_counter() - started
 
     def pct(values: list[float], q: float) -> float | None:
@@ -475,6 +493,7 @@ async def load(
         "errors": errors,
         "failures": failures,
         "requests_per_second": round(sum(len(v) for v in latencies.values()) / elapsed, 1),
+        "load_average_1m_after": round(os.getloadavg()[0], 2),
         "queue_p50_ms": pct(latencies["queue"], 50),
         "queue_p95_ms": pct(latencies["queue"], 95),
         "timeline_p50_ms": pct(latencies["timeline"], 50),
@@ -540,9 +559,14 @@ def main() -> None:
     parser.add_argument(
         "--requests", type=int, default=2_000, help="total requests, queue and timeline alternating"
     )
-    parser.add_argument("--seconds", type=float, default=120, help="upper bound of the load phase")
+    parser.add_argument("--seconds", type=float, default=180, help="upper bound of the load phase")
     parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
-    parser.add_argument("--think-ms", type=float, default=1000, help="mean pause between a person's requests")
+    parser.add_argument(
+        "--think-ms",
+        type=float,
+        default=7000,
+        help="mean reading time between a person's requests (exponential); 0: a saturation test",
+    )
     parser.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
     args = parser.parse_args()
     sessions = min(args.sessions, 50)
@@ -597,6 +621,7 @@ def main() -> None:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise SystemExit("the service did not start")
                 time.sleep(0.2)
+            load_before = round(os.getloadavg()[0], 2)
             figures = asyncio.run(load(base, world, args.requests, args.seconds, sessions, args.think_ms))
         finally:
             server.terminate()
@@ -614,6 +639,8 @@ def main() -> None:
                 "staff_sessions": sessions,
                 "server_workers": args.workers,
                 "think_ms": args.think_ms,
+                "think_time": "exponential" if args.think_ms > 0 else "none (saturation)",
+                "load_average_1m_before": load_before,
                 "setup_seconds": round(setup_seconds, 1),
                 **figures,
                 **rates,
