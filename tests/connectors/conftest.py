@@ -56,7 +56,8 @@ class Upstreams:
     affairs: StandInState
     platform: StandInState
     page_size: int = 4
-    timeout: float = 2.0
+    # Generous: a busy machine must not turn a happy path into a timeout (tests about hangs set less).
+    timeout: float = 10.0
     runs: list[SyncRun] = field(default_factory=list)
 
     @property

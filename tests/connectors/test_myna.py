@@ -67,7 +67,7 @@ class Portal:
 
     @property
     def settings(self) -> Settings:
-        return Settings(myna_portal_url=self.url, upstream_timeout_seconds=2.0)
+        return Settings(myna_portal_url=self.url, upstream_timeout_seconds=10.0)
 
     async def link(self, chosen: list[str]) -> MynaLink:
         """The guardian's round trip through the portal, as a browser would make it."""
