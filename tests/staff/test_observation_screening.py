@@ -132,9 +132,7 @@ async def test_an_observation_counts_beside_the_data_for_consented_children_only
         assert "朝から表情が暗い" not in page.text  # the note itself is not evidence
 
 
-async def test_without_the_observation_the_same_data_fires_nothing_and_an_observation_alone_neither(
-    session: Session, roster: Roster
-) -> None:
+async def test_observations_alone_fire_no_rule(session: Session, roster: Roster) -> None:
     _calendar(session, roster)
     grants = [Scope.school_attendance, Scope.school_mood, Scope.school_nurse_visits]
     only_noticed = roster.child
