@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import sqlalchemy as sa
 from numpy.typing import NDArray
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from app.roster.models import SchoolDay, Student
 from app.sources.models import (
@@ -67,7 +68,7 @@ _aid: sa.Table = SchoolAidStatus.__table__  # type: ignore[attr-defined]
 _household: sa.Table = HouseholdInfo.__table__  # type: ignore[attr-defined]
 _observation: sa.Table = StaffObservation.__table__  # type: ignore[attr-defined]
 
-_INSERT_BATCH = 10_000
+_INSERT_BATCH = 10_000  # SQLite: ids per executemany
 
 
 @dataclass(frozen=True)
@@ -273,12 +274,12 @@ def _consecutive_absences(base: sa.CTE, period: Period) -> sa.CTE:
     a = _attendance.c
     away = a.mark.in_([AttendanceMark.absent, AttendanceMark.excused])
     latest_day = (
-        sa.select(ordinal.c.school_id, ordinal.c.day)
+        sa.select(ordinal.c.school_id, ordinal.c.day, ordinal.c.n)
         .join(latest, sa.and_(latest.c.school_id == ordinal.c.school_id, latest.c.n == ordinal.c.n))
         .cte("latest_day")
     )
     candidates = (
-        sa.select(base.c.id.label("student_id"), base.c.school_id)
+        sa.select(base.c.id.label("student_id"), base.c.school_id, latest_day.c.n.label("latest_n"))
         .join(latest_day, latest_day.c.school_id == base.c.school_id)
         .join(_attendance, sa.and_(a.student_id == base.c.id, a.day == latest_day.c.day))
         .where(away)
@@ -288,13 +289,13 @@ def _consecutive_absences(base: sa.CTE, period: Period) -> sa.CTE:
     numbered = (
         sa.select(
             candidates.c.student_id,
+            candidates.c.latest_n,
             ordinal.c.day,
             ordinal.c.n,
             a.mark,
-            (
-                ordinal.c.n
-                - sa.func.dense_rank().over(partition_by=candidates.c.student_id, order_by=ordinal.c.n)
-            ).label("island"),
+            sa.func.dense_rank()
+            .over(partition_by=candidates.c.student_id, order_by=ordinal.c.n)
+            .label("rank"),
         )
         .join(_attendance, a.student_id == candidates.c.student_id)
         .join(
@@ -304,30 +305,25 @@ def _consecutive_absences(base: sa.CTE, period: Period) -> sa.CTE:
         .where(away, a.day <= period.as_of)
         .cte("numbered")
     )
-    last_island = (
-        sa.select(
-            numbered.c.student_id,
-            (latest.c.n - sa.func.count(sa.distinct(numbered.c.n))).label("island"),
-        )
-        .join(candidates, candidates.c.student_id == numbered.c.student_id)
-        .join(latest, latest.c.school_id == candidates.c.school_id)
-        .group_by(numbered.c.student_id, latest.c.n)
-        .cte("last_island")
-    )
+    # The latest school day has the highest rank K, so the last run's island is latest_n − K.
+    # Window functions rather than joins between these CTEs: PostgreSQL cannot estimate a CTE's
+    # rows and nested-looped such joins (seconds for a few hundred children).
+    islands = sa.select(
+        numbered.c.student_id,
+        numbered.c.latest_n,
+        numbered.c.day,
+        numbered.c.mark,
+        (numbered.c.n - numbered.c.rank).label("island"),
+        sa.func.max(numbered.c.rank).over(partition_by=numbered.c.student_id).label("away_days"),
+    ).cte("islands")
     return (
         sa.select(
-            numbered.c.student_id,
-            _count_in(numbered.c.mark == AttendanceMark.absent).label("absent_days"),
-            sa.func.min(numbered.c.day).label("first_day"),
+            islands.c.student_id,
+            _count_in(islands.c.mark == AttendanceMark.absent).label("absent_days"),
+            sa.func.min(islands.c.day).label("first_day"),
         )
-        .join(
-            last_island,
-            sa.and_(
-                last_island.c.student_id == numbered.c.student_id,
-                last_island.c.island == numbered.c.island,
-            ),
-        )
-        .group_by(numbered.c.student_id)
+        .where(islands.c.island == islands.c.latest_n - islands.c.away_days)
+        .group_by(islands.c.student_id)
         .cte("absence_run")
     )
 
@@ -750,6 +746,10 @@ def compute_features(
     unknown = sorted(set(features) - set(FEATURES))
     if unknown:
         raise ValueError(f"unknown features: {unknown}")
+    if connection.dialect.name == "postgresql":
+        # These queries' estimated costs pass jit_above_cost, and compiling them took seconds
+        # (more than running them) on a loaded machine; for this transaction only.
+        connection.execute(sa.text("SET LOCAL jit = off"))
     if student_ids is None:
         return _compute(connection, period, features, None)
     ids = sorted(set(student_ids))
@@ -784,10 +784,25 @@ def _children_table(connection: sa.Connection, ids: list[int]) -> Iterator[sa.Ta
     )
     children.create(connection)
     try:
-        for start in range(0, len(ids), _INSERT_BATCH):
+        if connection.dialect.name == "postgresql":
+            # One statement for every id: executemany sent one row per round trip (seconds).
             connection.execute(
-                children.insert(), [{"student_id": i} for i in ids[start : start + _INSERT_BATCH]]
+                children.insert().from_select(
+                    ["student_id"],
+                    sa.select(sa.func.unnest(sa.cast(sa.literal(ids, ARRAY(sa.Integer)), ARRAY(sa.Integer)))),
+                )
             )
+        else:
+            for start in range(0, len(ids), _INSERT_BATCH):
+                connection.execute(
+                    children.insert(), [{"student_id": i} for i in ids[start : start + _INSERT_BATCH]]
+                )
+        # Autovacuum never analyses a temporary table: without its row count PostgreSQL guessed
+        # thousands of children for a handful (or the reverse) and chose plans that read every
+        # row of a year for an incremental run of a few thousand children.
+        if connection.dialect.name == "postgresql":
+            quoted = connection.dialect.identifier_preparer.quote(children.name)
+            connection.execute(sa.text(f"ANALYZE {quoted}"))
         yield children
     finally:
         children.drop(connection)
