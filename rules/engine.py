@@ -6,19 +6,22 @@ The run happens in three units of work so that a failure midway changes nothing 
 3. on failure, only the run row is marked failed, with the error.
 
 Alerts are per child × category. A re-run on unchanged data writes nothing; a run that finds
-new evidence updates the open alert in place (its signals are refreshed, not duplicated); when
-no rule fires any more the evidence is cleared, but the status stays where people put it.
+new evidence updates the open alert in place (its signals are refreshed, not duplicated), and
+only then: window dates and rates that moved by days passing alone rewrite nothing (`says`);
+when no rule fires any more the evidence is cleared, but the status stays where people put it.
 """
 
 from __future__ import annotations
 
 import logging
+import operator
 import time
 from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -31,9 +34,10 @@ from consent import policy
 from consent.scopes import Purpose, Scope
 from rules import incremental as changed
 from rules import withdraw
-from rules.catalog import Atom, Booster, Catalog, Rule, RuleStatus
+from rules.catalog import Atom, Booster, Catalog, Op, Rule, RuleStatus
 from rules.compute import FeatureTable, Period, compute_features, finished_terms
-from rules.evaluate import RuleResult, atom_truth, booster_weights, consent_masks, evaluate
+from rules.evaluate import RuleResult, booster_weights, consent_masks, evaluate
+from rules.features import FEATURES, ValueType
 from rules.models import (
     OPEN_STATUSES,
     QUIET_DAYS,
@@ -123,13 +127,20 @@ def live_rules(*, session: Session, catalog: Catalog) -> tuple[list[Rule], list[
     return live, trial
 
 
-def _fmt(value: float) -> float | None:
-    return None if np.isnan(value) else float(value)
+_HOLDS: dict[Op, Callable[[float, float], bool]] = {
+    Op.ge: operator.ge,
+    Op.gt: operator.gt,
+    Op.le: operator.le,
+    Op.lt: operator.lt,
+    Op.eq: operator.eq,
+    Op.ne: operator.ne,
+}
 
 
-def _fact(atom: Atom, table: FeatureTable, index: int, period: Period) -> dict[str, Any]:
-    value = _fmt(table.values[atom.feature.name][index])
-    truth = atom_truth(atom, table.values[atom.feature.name][index : index + 1])
+@lru_cache(maxsize=1024)
+def _fact_frame(atom: Atom, period: Period) -> tuple[tuple[str, Any], ...]:
+    """What a fact says that is the same for every child (made once per atom and run: a city
+    run writes a hundred thousand facts)."""
     window = atom.feature.window
     start: date | None = period.start(window) if window else None
     if atom.feature.name.startswith("grade_"):
@@ -138,16 +149,28 @@ def _fact(atom: Atom, table: FeatureTable, index: int, period: Period) -> dict[s
         window_text = "、".join(f"{y}年度{t}学期" for y, t in terms)
     else:
         window_text = window.value if window else ""
+    return (
+        ("window", window_text),
+        ("window_start", start.isoformat() if start else None),
+        ("window_end", period.as_of.isoformat() if window else None),
+    )
+
+
+def _fact(atom: Atom, table: FeatureTable, index: int, period: Period) -> dict[str, Any]:
+    raw = float(table.values[atom.feature.name][index])
+    value = None if np.isnan(raw) else raw
+    # The same three-valued comparison as rules.evaluate.atom_truth, for one child.
+    result = (
+        "unknown" if value is None else "true" if _HOLDS[atom.op](value, float(atom.threshold)) else "false"
+    )
     return {
         "name": atom.name,
         "feature": atom.feature.name,
         "op": atom.op.value,
         "threshold": atom.threshold,
         "value": value,
-        "result": "true" if truth.true[0] else "false" if truth.false[0] else "unknown",
-        "window": window_text,
-        "window_start": start.isoformat() if start else None,
-        "window_end": period.as_of.isoformat() if window else None,
+        "result": result,
+        **dict(_fact_frame(atom, period)),
     }
 
 
@@ -493,8 +516,8 @@ def _refresh(
         if rule_id in signals
         and signals[rule_id]["cleared_on"] is None
         and (
-            signals[rule_id]["atoms"] != finding.atoms
-            or signals[rule_id]["boosters"] != finding.boosters
+            says(signals[rule_id]["atoms"]) != says(finding.atoms)
+            or says(signals[rule_id]["boosters"]) != says(finding.boosters)
             or signals[rule_id]["weight"] != finding.weight
         )
     ]
@@ -547,6 +570,23 @@ def _refresh(
             )
         )
     return True
+
+
+_DRIFT_ONLY = ("window_start", "window_end")
+
+
+def says(facts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What facts say, without what moves by itself as days pass: the window's dates, and a
+    rate's value (its days grow every school day). A signal is rewritten when this changes,
+    not every day: its facts stay those of the run that last changed it (`last_seen_on`, the
+    alert's `evidence_as_of`), which the staff page shows beside them; a count, a result, a
+    weight or a rule starting or stopping always rewrites it, with every value refreshed."""
+    said = []
+    for fact in facts:
+        feature = FEATURES.get(str(fact.get("feature")))
+        rate = feature is not None and feature.value_type is ValueType.rate
+        said.append({k: v for k, v in fact.items() if k not in _DRIFT_ONLY and not (rate and k == "value")})
+    return said
 
 
 _SIGNAL_KEPT = ("rule_version", "weight", "atoms", "boosters", "last_run_id", "last_seen_on")

@@ -58,8 +58,8 @@ from app.staff.models import StaffObservation
 from consent import policy
 from rules.catalog import All, Any_, AtLeastN, Atom, Node, Op, Rule
 from rules.compute import OBSERVATION_STEMS, Period
-from rules.features import Family, Kind, ValueType, Window, school_year_start, term_start
-from rules.models import OPEN_STATUSES, QUIET_DAYS, Alert, AlertStatus
+from rules.features import Family, Feature, Kind, ValueType, Window, school_year_start, term_start
+from rules.models import OPEN_STATUSES, QUIET_DAYS, Alert, AlertStatus, Signal
 
 _attendance: sa.Table = AttendanceDay.__table__  # type: ignore[attr-defined]
 _nurse: sa.Table = NurseVisit.__table__  # type: ignore[attr-defined]
@@ -72,8 +72,10 @@ _student: sa.Table = Student.__table__  # type: ignore[attr-defined]
 _school_day: sa.Table = SchoolDay.__table__  # type: ignore[attr-defined]
 _alert: sa.Table = Alert.__table__  # type: ignore[attr-defined]
 _observation: sa.Table = StaffObservation.__table__  # type: ignore[attr-defined]
+_signal: sa.Table = Signal.__table__  # type: ignore[attr-defined]
 
 _ROLLING = (Window.d7, Window.d14, Window.d30, Window.d90)
+_CHUNK = 5_000  # children per IN list: under SQLite's bound-parameter limit
 _MISSED = sa.or_(_due.c.submitted_at.is_(None), _due.c.submitted_at > _due.c.due_at)
 
 
@@ -136,11 +138,47 @@ def _counted_rows(stem: str, first: date, last: date, period: Period) -> sa.Sele
         return sa.select(table.c.student_id).where(
             moment >= period.utc(first), moment < period.utc(last + timedelta(days=1)), condition
         )
+    if stem in _MOVED_BY_AWAY:
+        # A rate over school days or a run of absences moves toward holding only through an
+        # absent or excused mark (a late arrival or early leave changes neither).
+        return sa.select(_attendance.c.student_id).where(
+            _attendance.c.day >= first,
+            _attendance.c.day <= last,
+            _attendance.c.mark.in_([AttendanceMark.absent, AttendanceMark.excused]),
+        )
     if stem == "lunch_arrears_months":
         return sa.select(_fee.c.student_id).where(
             _fee.c.month >= first, _fee.c.month <= last.replace(day=1), _fee.c.arrears.is_(True)
         )
     return None
+
+
+_MOVED_BY_AWAY = ("absence_rate", "attendance_rate", "consecutive_absence_days")
+_COUNTED = (
+    "absence_days",
+    "late_arrivals",
+    "early_leaves",
+    "absence_reason_family_care",
+    "mood_checkin_days",
+    "mood_low_days",
+    "mood_thunder_days",
+    "nurse_visits",
+    "nurse_visits_emotional",
+    "assignments_missed",
+    "lunch_arrears_months",
+)
+
+
+def _stem(feature: Feature) -> str:
+    return feature.name.removesuffix(f"_{feature.window.value}") if feature.window else feature.name
+
+
+def drifts(feature: Feature) -> bool:
+    """Whether the feature's value can change on a new school day without any row changing: a
+    rate (its days grow), a run of absences (a day present ends it), anything not counted from
+    rows. Counts of rows, grades, fees and status facts change only as rows come or go."""
+    counted = _stem(feature) in _COUNTED or _stem(feature) in OBSERVATION_STEMS
+    return not (counted or feature.family in (Family.grades, Family.fees, Family.status))
 
 
 def _least_count(atom: Atom) -> int | None:
@@ -195,17 +233,21 @@ class Bounds:
         self.since = since
         self._counts: dict[str, set[int] | None] = {}
         self._rows: dict[str, set[int]] = {}
+        self._left: dict[str, set[int]] = {}
 
     def _ids(self, query: sa.Select[Any]) -> set[int]:
         return set(self.session.execute(query.distinct()).scalars())
 
-    def count(self, atom: Atom) -> set[int] | None:
-        """Children with enough rows in today's window for the count atom to hold."""
+    def count(self, atom: Atom, among: Collection[int] | None = None) -> set[int] | None:
+        """Children (AMONG these, if given) with enough rows in today's window for the count
+        atom to hold."""
+        if among is not None:
+            return self._count(atom, sorted(among))
         if atom.text not in self._counts:
-            self._counts[atom.text] = self._count(atom)
+            self._counts[atom.text] = self._count(atom, None)
         return self._counts[atom.text]
 
-    def _count(self, atom: Atom) -> set[int] | None:
+    def _count(self, atom: Atom, among: list[int] | None) -> set[int] | None:
         feature, least = atom.feature, _least_count(atom)
         if least is None or feature.window is None:
             return None
@@ -217,7 +259,13 @@ class Bounds:
         query = (
             sa.select(counted.c.student_id).group_by(counted.c.student_id).having(sa.func.count() >= least)
         )
-        return set(self.session.execute(query).scalars())
+        if among is None:
+            return set(self.session.execute(query).scalars())
+        found: set[int] = set()
+        for start in range(0, len(among), _CHUNK):  # the children's own rows, by the student index
+            chunk = among[start : start + _CHUNK]
+            found.update(self.session.execute(query.where(counted.c.student_id.in_(chunk))).scalars())
+        return found
 
     def new_rows(self, atom: Atom) -> set[int]:
         """Children with rows the atom reads about the new days, or synced since the last run."""
@@ -233,6 +281,11 @@ class Bounds:
             in_window = _counted_rows(key, self.now.start(window), self.now.as_of, self.now)
             assert in_window is not None
             found |= self._ids(in_window.where(self._written_since_last_run(tables[0])))
+        elif counted is not None and key in _MOVED_BY_AWAY:  # a run of absences
+            found |= self._ids(counted)
+            found |= self._ids(
+                sa.select(_attendance.c.student_id).where(self._written_since_last_run(_attendance))
+            )
         else:
             for table in tables:
                 found |= self._ids(sa.select(table.c.student_id).where(self._written_since_last_run(table)))
@@ -249,21 +302,38 @@ class Bounds:
             return _observation.c.created_at >= self.since
         return table.c.sync_run_id > self.watermark
 
+    def leaving(self, atom: Atom) -> set[int]:
+        """Children with rows that a count over a rolling window no longer counts today."""
+        window = atom.feature.window
+        if window not in _ROLLING or drifts(atom.feature):
+            return set()
+        key = f"{_stem(atom.feature)}:{window.value}"
+        if key not in self._left:
+            first, last = self.last.start(window), self.now.start(window) - timedelta(days=1)
+            rows = _counted_rows(_stem(atom.feature), first, last, self.now)
+            self._left[key] = set() if rows is None or last < first else self._ids(rows)
+        return self._left[key]
+
+    def touched(self, atom: Atom) -> set[int]:
+        """Children for whom the atom's value may differ from the last run's through rows: rows
+        it reads that came or were synced, and rows its rolling window let go."""
+        return self.new_rows(atom) | self.leaving(atom)
+
     def rule(self, rule: Rule) -> set[int] | None:
         atoms = _atoms(rule.when)
         if all(steady(atom) for atom in atoms):
             changed = set().union(*(self.new_rows(atom) for atom in atoms))
-            bound = self.node(rule.when, cheap_only=True)
+            # Counted among those children only, so even a count over the year is cheap.
+            bound = self.node(rule.when, among=changed) if changed else None
             return changed if bound is None else changed & bound
         return self.node(rule.when)
 
-    def node(self, node: Node, cheap_only: bool = False) -> set[int] | None:
-        """Children for whom NODE can hold today as far as counts tell; None: anyone."""
+    def node(self, node: Node, among: Collection[int] | None = None) -> set[int] | None:
+        """Children (AMONG these, if given) for whom NODE can hold today as far as counts
+        tell; None: anyone."""
         if isinstance(node, Atom):
-            if cheap_only and node.feature.window in (None, Window.term, Window.ytd):
-                return None  # a count over the whole year is not worth reading to narrow
-            return self.count(node)
-        parts = [self.node(part, cheap_only) for part in node.parts]
+            return self.count(node, among)
+        parts = [self.node(part, among) for part in node.parts]
         known = [part for part in parts if part is not None]
         if isinstance(node, All):
             return set.intersection(*known) if known else None
@@ -287,6 +357,39 @@ def _dated(table: sa.Table, last: Period, now: Period) -> sa.ColumnElement[bool]
     if "as_of" in table.c:
         return table.c.as_of.between(last.as_of + timedelta(days=1), now.as_of)
     return None  # grades, fees, aid: by term, month or year, which a full run starts
+
+
+def _holders_that_may_change(session: Session, rules: Collection[Rule], bounds: Bounds) -> set[int]:
+    """Children with an open alert with evidence whose evidence may read differently today: a
+    rule of it fires on a value that drifts (a rate may cross its line on a day present), or
+    a row that any rule of the category reads came, went or left its window (a count moved,
+    a rule may stop, an unknown may become known). The rest would come out of a full run as
+    they are: a signal is rewritten only when what it says changes (`rules.engine`)."""
+    by_id = {rule.id: rule for rule in rules}
+    by_category: dict[str, list[Rule]] = {}
+    for rule in rules:
+        by_category.setdefault(rule.category.value, []).append(rule)
+    open_statuses = [s.value for s in OPEN_STATUSES]
+    firing = session.execute(
+        sa.select(_alert.c.student_id, _alert.c.category, _signal.c.rule_id)
+        .join(_signal, _signal.c.alert_id == _alert.c.id)
+        .where(_alert.c.status.in_(open_statuses), _alert.c.score > 0, _signal.c.cleared_on.is_(None))
+    ).all()
+    found: set[int] = set()
+    categories: dict[str, set[int]] = {}
+    for student_id, category, rule_id in firing:
+        known = by_id.get(rule_id)
+        if known is None or any(drifts(atom.feature) for atom in _atoms(known.when)):
+            found.add(student_id)  # a rule no longer live, or a drifting value: screen again
+        else:
+            categories.setdefault(str(category), set()).add(student_id)
+    for category, holders in categories.items():
+        touched: set[int] = set()
+        for rule in by_category.get(category, []):
+            for atom in [*_atoms(rule.when), *(booster.atom for booster in rule.boosters)]:
+                touched |= bounds.touched(atom)
+        found |= holders & touched
+    return found
 
 
 def changed_children(
@@ -317,9 +420,7 @@ def changed_children(
     def ids(query: sa.Select[Any]) -> None:
         found.update(session.execute(query.distinct()).scalars())
 
-    # Open alerts with evidence: rules may stop, values move.
-    open_statuses = [s.value for s in OPEN_STATUSES]
-    ids(sa.select(_alert.c.student_id).where(_alert.c.status.in_(open_statuses), _alert.c.score > 0))
+    found |= _holders_that_may_change(session, rules, bounds)
     # Closed or dismissed within the quiet period: stronger evidence, or its end, may reopen them.
     ids(
         sa.select(_alert.c.student_id).where(

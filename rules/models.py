@@ -159,8 +159,10 @@ class Alert(SQLModel, table=True):
 class Signal(SQLModel, table=True):
     """A rule firing for a child, with every atom's value, threshold and window dates.
 
-    One row per alert and rule: a re-run refreshes it in place (values move as windows slide)
-    and marks it cleared when the rule stops firing, so re-runs never duplicate evidence.
+    One row per alert and rule: a re-run refreshes it in place when what it says changes (a
+    count, a result, the weight; not window dates or a rate moving by days passing alone, so
+    `last_seen_on` is the day of the facts shown) and marks it cleared when the rule stops
+    firing, so re-runs never duplicate evidence.
     """
 
     __tablename__ = "signal"

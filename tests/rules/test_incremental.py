@@ -16,6 +16,7 @@ from app.roster.models import Student
 from app.sources.models import (
     AttendanceMark,
     AttendanceReason,
+    FeeStatus,
     MoodCheckin,
     NurseComplaint,
     NurseVisit,
@@ -25,7 +26,7 @@ from consent.scopes import Scope
 from rules import engine
 from rules.catalog import Catalog, load_catalog
 from rules.models import Alert, RunKind, Signal
-from tests.factories import make_grant
+from tests.factories import make_grant, make_student
 from tests.rules.factories import SRC, _at, make_random_child, make_school_with_calendar, mark, school_days
 
 
@@ -159,3 +160,34 @@ rules:
     # A rate over a rolling window can cross its line as days leave the window, with no new
     # row at all: nothing bounds who may change, so everyone is screened.
     assert _screen(units, catalog, date(2025, 10, 2), incremental=True).kind is RunKind.full
+
+
+def test_alerts_whose_evidence_moves_only_with_rows_are_left_alone_on_a_day_without_rows(
+    session: Session, units: engine.Units
+) -> None:
+    catalog = load_catalog()
+    school = make_school_with_calendar(session)
+    in_arrears, absent_in_september = (
+        make_student(session, school=school),
+        make_student(session, school=school),
+    )
+    for child in (in_arrears, absent_in_september):
+        make_grant(session, student=child, scopes=list(Scope))
+    session.add_all(
+        FeeStatus(
+            student_id=in_arrears.id or 0, month=month, billed_yen=4500, paid_yen=0, arrears=True, source=SRC
+        )
+        for month in (date(2025, 8, 1), date(2025, 9, 1))
+    )
+    mark(session, absent_in_september, school_days(date(2025, 9, 1), date(2025, 9, 30)))
+    first = _screen(units, catalog, date(2025, 10, 1))
+    assert first.opened == 2
+    # The 2nd brings no rows: two months of arrears stay two months, but an attendance rate
+    # grows with a day present and may cross its line, so only that child is screened again.
+    incremental = _screen(units, catalog, date(2025, 10, 2), incremental=True)
+    assert (incremental.kind, incremental.children) == (RunKind.incremental, 1)
+    assert (incremental.opened, incremental.updated, incremental.cleared) == (0, 0, 0)
+    after_incremental = _state(session)
+    full = _screen(units, catalog, date(2025, 10, 2))
+    assert (full.children, full.opened, full.updated, full.cleared) == (2, 0, 0, 0)
+    assert _state(session) == after_incremental
