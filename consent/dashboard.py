@@ -161,7 +161,7 @@ def uses(*, session: Session, student_id: int) -> list[UseView]:
     """Who used the child's data, newest first, from the audit record every read writes."""
     views = []
     for entry in audit.uses_of_child(session=session, student_id=student_id):
-        scope_words = _SCOPE_WORDS.get(entry.scope or "")
+        categories = [_SCOPE_WORDS[s].ja if s in _SCOPE_WORDS else s for s in entry.scopes]
         purpose_words = _PURPOSE_WORDS.get(entry.purpose or "")
         views.append(
             UseView(
@@ -169,7 +169,7 @@ def uses(*, session: Session, student_id: int) -> list[UseView]:
                 who=ACTOR_LABELS.get(entry.actor_kind, entry.actor_kind.value),
                 organisation=entry.actor_organisation,
                 role=entry.actor_role,
-                category=scope_words.ja if scope_words else (entry.scope or ""),
+                category="、".join(categories),
                 purpose=purpose_words.ja if purpose_words else (entry.purpose or ""),
             )
         )

@@ -398,8 +398,10 @@ def authorize_many(
     at: datetime | None = None,
 ) -> dict[int, dict[Scope, int]]:
     """For every child with a live grant for PURPOSE: the allowed scopes among SCOPES, each with
-    the grant that allows it. Children without one are absent. Each returned (child, scope)
-    is recorded as a use, in bulk, in the caller's transaction."""
+    the grant that allows it. Children without one are absent. Each child's use is recorded in
+    the caller's transaction: one entry per child and grant, listing the scopes it allows
+    (space-separated): a city-wide screening run writes one entry per child, not one per child
+    and scope (nine times as many hashed entries were half of a full run's time)."""
     moment = utc(at)
     client_pk: int | None = None
     if actor.kind is ActorKind.partner_client:
@@ -435,23 +437,25 @@ def authorize_many(
     for batch in batches:
         for student_id, scope, grant_id in session.execute(batch):
             allowed.setdefault(student_id, {})[Scope(scope)] = grant_id
-    audit.append_many(
-        session=session,
-        entries=[
+    entries = []
+    for student_id in sorted(allowed):
+        by_grant: dict[int, list[str]] = {}
+        for scope, grant_id in sorted(allowed[student_id].items()):
+            by_grant.setdefault(grant_id, []).append(scope.value)
+        entries += [
             audit.Entry(
                 actor=actor,
                 action=audit.USE,
                 outcome=Outcome.allowed,
                 student_id=student_id,
-                scope=scope.value,
+                scope=" ".join(granted),
                 purpose=purpose.value,
                 grant_id=grant_id,
                 at=moment,
             )
-            for student_id in sorted(allowed)
-            for scope, grant_id in sorted(allowed[student_id].items())
-        ],
-    )
+            for grant_id, granted in sorted(by_grant.items())
+        ]
+    audit.append_many(session=session, entries=entries)
     return allowed
 
 

@@ -43,7 +43,9 @@ class AuditEntry(SQLModel, table=True):
     actor_organisation: str = Field(max_length=128)
     actor_role: str | None = Field(default=None, max_length=64)
     student_id: int | None = None
-    scope: str | None = Field(default=None, max_length=32)
+    scope: str | None = Field(
+        default=None, max_length=256, description="the scopes used, space-separated (as in OAuth)"
+    )
     purpose: str | None = Field(default=None, max_length=32)
     action: str = Field(max_length=64)
     outcome: Outcome = Field(sa_type=enum_type(Outcome))
@@ -51,6 +53,11 @@ class AuditEntry(SQLModel, table=True):
     detail: str | None = Field(default=None, max_length=256)
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64)
+
+    @property
+    def scopes(self) -> list[str]:
+        """The scopes one use read: a bulk use (a screening run) lists all it read of the child."""
+        return self.scope.split() if self.scope else []
 
 
 class AuditChainHead(SQLModel, table=True):

@@ -12,10 +12,10 @@ from sqlmodel import Session
 from app.audit import service as audit
 from app.audit.actors import Actor, ActorKind
 from app.core.types import utcnow
-from consent import policy
+from consent import dashboard, policy
 from consent import service as consent_service
 from consent.models import GrantEventKind, GrantStatus
-from consent.scopes import Purpose, Scope
+from consent.scopes import SCOPE_WORDING, Purpose, Scope
 from tests.factories import GUARDIAN_ACTOR, make_client, make_grant, make_student
 
 STAFF = Actor(kind=ActorKind.staff, ref="staff:t.tanaka", organisation="第一中学校", role="担任")
@@ -167,10 +167,16 @@ def test_authorize_many_returns_allowed_scopes_and_records_each_use(
         both.student_id: {ATTENDANCE: both.id, MOOD: both.id},
         only_mood.student_id: {MOOD: only_mood.id},
     }
-    recorded = {
-        (u.scope, u.actor_kind) for u in audit.uses_of_child(session=session, student_id=both.student_id)
-    }
-    assert recorded == {("school.attendance", "screening"), ("school.mood", "screening")}
+    # One entry per child and grant, listing what it read: the guardian's list shows both.
+    [use] = audit.uses_of_child(session=session, student_id=both.student_id)
+    assert (use.scopes, use.actor_kind, use.grant_id) == (
+        ["school.attendance", "school.mood"],
+        "screening",
+        both.id,
+    )
+    assert [view.category for view in dashboard.uses(session=session, student_id=both.student_id)] == [
+        f"{SCOPE_WORDING[ATTENDANCE].ja}、{SCOPE_WORDING[MOOD].ja}"
+    ]
     assert audit.uses_of_child(session=session, student_id=other_purpose.student_id) == []
 
 

@@ -91,7 +91,7 @@ async def test_counsellor_sees_consented_household_facts_and_the_use_is_audited(
     assert "<svg" in page.text and "欠席 absent" in page.text
     assert "世帯人数: 3" in page.text
     uses = session.exec(select(AuditEntry).where(AuditEntry.actor_ref == str(staff.id))).all()
-    assert {entry.scope for entry in uses} == {scope.value for scope in Scope}
+    assert {scope for entry in uses for scope in entry.scopes} == {scope.value for scope in Scope}
     assert all(
         entry.actor_ref == str(staff.id)
         and entry.actor_role == "school_counselor"
