@@ -756,14 +756,20 @@ def compute_features(
     if granted is None:
         with _children_table(connection, ids) as children:
             return _compute(connection, period, features, children)
-    with _children_table(connection, ids) as children:
-        table = _compute(connection, period, [], children)
+    # Scopes granted to the same children are read together: most families grant every scope,
+    # and one query per family beats one per scope (each with its own table of children).
+    wanted = set(ids)
     by_scope: dict[Scope | None, list[str]] = {}
     for name in features:
         by_scope.setdefault(FEATURES[name].scope, []).append(name)
+    by_children: dict[tuple[int, ...], list[str]] = {}
     for scope, names in by_scope.items():
-        allowed = ids if scope is None else sorted(set(granted.get(scope, ())) & set(ids))
-        with _children_table(connection, allowed) as children:
+        allowed = tuple(ids) if scope is None else tuple(sorted(set(granted.get(scope, ())) & wanted))
+        by_children.setdefault(allowed, []).extend(names)
+    with _children_table(connection, ids) as children:
+        table = _compute(connection, period, by_children.pop(tuple(ids), []), children)
+    for allowed, names in by_children.items():
+        with _children_table(connection, list(allowed)) as children:
             part = _compute(connection, period, names, children)
         rows = np.searchsorted(table.student_ids, part.student_ids)
         for name, column in part.values.items():
