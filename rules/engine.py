@@ -327,10 +327,14 @@ def apply(
     their families no longer share is withdrawn (`rules.withdraw`)."""
     now = now or utcnow()
     run_id = run.id or 0
-    holders = session.execute(sa.select(_signal.c.student_id).distinct()).scalars().all()
+    holders = set(session.execute(sa.select(_signal.c.student_id).distinct()).scalars())
+    # Evidence can rest on what a family no longer shares only where it does not share every
+    # scope: the rest (most families) need not have their signals read here.
+    every_scope = set(Scope)
+    holders = {sid for sid in holders if not every_scope <= evaluation.allowed.get(sid, {}).keys()}
     withdrawn = withdraw.withdraw(
         session=session,
-        student_ids=holders if considered is None else set(holders) & set(considered),
+        student_ids=holders if considered is None else holders & set(considered),
         shared=lambda student_id: evaluation.allowed.get(student_id, {}).keys(),
         reason=f"{withdraw.CONSENT_STOPPED} (run {run_id})",
         run_id=run_id,
