@@ -43,6 +43,7 @@ import sqlalchemy as sa  # noqa: E402
 from sqlalchemy import Engine  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 
+from app.audit.models import AuditEntry  # noqa: E402
 from app.core.db import make_engine  # noqa: E402
 from app.core.migrate import upgrade  # noqa: E402
 from app.core.types import utcnow  # noqa: E402
@@ -181,6 +182,11 @@ def deliver(engine: Engine, held: dict[sa.Table, list[dict[str, Any]]]) -> int:
     return sum(len(rows) for rows in held.values())
 
 
+def audit_entries(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.execute(sa.select(sa.func.count()).select_from(table(AuditEntry))).scalar_one())
+
+
 @contextmanager
 def units(engine: Engine) -> Iterator[Session]:
     with Session(engine, expire_on_commit=False) as session:
@@ -256,12 +262,14 @@ def bench(
 
         return wrapped
 
+    audit_before = audit_entries(engine)
     started = time.perf_counter()
     full = screening.run_screening(
         units=lambda: units(engine), catalog=catalog, as_of=as_of, authorize_for=timed_authorizer, timezone=TZ
     )
     full_seconds = time.perf_counter() - started
     full_consent_seconds, consent_seconds = consent_seconds, 0.0
+    full_audit_entries = audit_entries(engine) - audit_before
     progress = {"full_seconds": round(full_seconds, 2), "consent_seconds": round(full_consent_seconds, 2)}
     print(json.dumps({"stage": "full", **progress, "load": os.getloadavg()}), file=sys.stderr, flush=True)
 
@@ -293,6 +301,7 @@ def bench(
     reference_seconds = reference_per_child * len(children)
 
     delivered = deliver(engine, held)
+    audit_before = audit_entries(engine)
     started = time.perf_counter()
     incremental = screening.run_screening(
         units=lambda: units(engine),
@@ -303,6 +312,7 @@ def bench(
         timezone=TZ,
     )
     incremental_seconds = time.perf_counter() - started
+    incremental_audit_entries = audit_entries(engine) - audit_before
     engine.dispose()
     return {
         "benchmark": "screen",
@@ -318,6 +328,7 @@ def bench(
         "signals_written": full.signals,
         "full_seconds": round(full_seconds, 2),
         "full_consent_seconds": round(full_consent_seconds, 2),
+        "full_audit_entries": full_audit_entries,
         "feature_query_seconds": round(feature_seconds, 2),
         "reference_sample": len(picked),
         "reference_seconds_per_child": round(reference_per_child, 4),
@@ -330,6 +341,13 @@ def bench(
         "new_day_rows": delivered,
         "incremental_kind": incremental.kind.value,
         "incremental_children": incremental.children,
+        "incremental_alerts_opened_updated_cleared": [
+            incremental.opened,
+            incremental.updated,
+            incremental.cleared,
+        ],
+        "incremental_signals_written": incremental.signals,
+        "incremental_audit_entries": incremental_audit_entries,
         "incremental_seconds": round(incremental_seconds, 2),
         "incremental_consent_seconds": round(consent_seconds, 2),
         "load_average": [round(x, 2) for x in os.getloadavg()],
