@@ -76,3 +76,21 @@ def test_bulk_refuses_what_it_cannot_write(session: Session) -> None:
         )
         == 0
     )
+
+
+def test_text_with_tabs_line_breaks_and_backslashes_reads_back_as_written(session: Session) -> None:
+    # PostgreSQL's COPY text format gives these characters a meaning; they must arrive as data.
+    tokens = ["tab\there", "line\nbreak\r", "back\\slash", "\\N"]
+    bulk.insert(
+        session.connection(),
+        WebSession,
+        {
+            "token_hash": np.array(tokens, dtype=object),
+            "principal_kind": np.array(["guardian"] * 4, dtype=object),
+            "principal_id": np.arange(4),
+            "csrf_token": "tab\tline\nback\\",
+        },
+    )
+    stored = session.exec(select(WebSession).order_by(WebSession.principal_id)).all()  # type: ignore[arg-type]
+    assert [row.token_hash for row in stored] == tokens
+    assert {row.csrf_token for row in stored} == {"tab\tline\nback\\"}
