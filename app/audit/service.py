@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 
 from app.audit.actors import Actor
 from app.audit.models import CHAINS, GENESIS_HASH, AuditChainHead, AuditEntry, Outcome
+from app.core import bulk
 from app.core.types import utcnow
 
 USE = "use"
@@ -167,20 +168,15 @@ def flush(*, session: Session) -> list[tuple[int, int]]:
 
 def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
     """PostgreSQL: COPY, which streams the rows in one round trip (a pipelined INSERT per row
-    was the slowest part of an append). SQLite: multi-row INSERTs."""
+    was the slowest part of an append), as text made column by column (app.core.bulk).
+    SQLite: multi-row INSERTs."""
     connection = session.connection()
     if connection.dialect.name != "postgresql":
         for start in range(0, len(rows), _INSERT_BATCH):
             session.execute(sa.insert(_ENTRY_TABLE), rows[start : start + _INSERT_BATCH])
         return
-    names = list(_ENTRY_TABLE.c.keys())
-    preparer = connection.dialect.identifier_preparer
-    columns = ", ".join(preparer.quote(name) for name in names)
-    statement = f"COPY {preparer.format_table(_ENTRY_TABLE)} ({columns}) FROM STDIN"
-    driver = connection.connection.driver_connection
-    with driver.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[union-attr]
-        for row in rows:
-            copy.write_row([row[name] for name in names])
+    columns = {column.key: [row[column.key] for row in rows] for column in _ENTRY_TABLE.c}
+    bulk.copy(connection, _ENTRY_TABLE, columns, len(rows))
 
 
 @event.listens_for(SaSession, "before_commit")

@@ -2,7 +2,8 @@
 
 SQLite: one `executemany` on the raw DBAPI connection inside the caller's transaction (the
 statement is compiled once and every row is a bind, no ORM objects). PostgreSQL: `COPY … FROM
-STDIN` through psycopg, which streams rows without a round trip per row.
+STDIN` through psycopg, which streams rows without a round trip per row, its text made column
+by column (`copy`, which the audit log's appends use too).
 
 Columns come as numpy arrays (or lists) of one length, or as one scalar for every row. The
 table's SQLModel class names the columns, so no caller repeats a column list by hand:
@@ -51,28 +52,37 @@ def insert(
     names = list(given)
     dialect = connection.dialect
     values = [_db_values(sa_table.c[name], given[name], (missing or {}).get(name), dialect) for name in names]
+    if dialect.name == "postgresql":
+        copy(connection, sa_table, dict(zip(names, values, strict=True)), count)
+        return count
     rows: Iterable[tuple[Any, ...]] = zip(
         *(v if isinstance(v, list) else repeat(v, count) for v in values), strict=False
     )
     preparer = dialect.identifier_preparer
     target = preparer.format_table(sa_table)
     column_list = ", ".join(preparer.quote(name) for name in names)
-    driver = connection.connection.driver_connection
-    if dialect.name == "postgresql":
-        texts = [_copy_texts(v, count) for v in values]
-        with driver.cursor() as cursor, cursor.copy(f"COPY {target} ({column_list}) FROM STDIN") as copy:  # type: ignore[union-attr]
-            for start in range(0, count, _COPY_ROWS):
-                chunk = [column[start : start + _COPY_ROWS] for column in texts]
-                copy.write("\n".join(map("\t".join, zip(*chunk, strict=True))) + "\n")
-    else:
-        placeholders = ", ".join("?" for _ in names)
-        cursor = driver.cursor()  # type: ignore[union-attr]
-        try:
-            statement = f"INSERT INTO {target} ({column_list}) VALUES ({placeholders})"  # noqa: S608 - names from the model
-            cursor.executemany(statement, rows)
-        finally:
-            cursor.close()
+    placeholders = ", ".join("?" for _ in names)
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        statement = f"INSERT INTO {target} ({column_list}) VALUES ({placeholders})"  # noqa: S608 - names from the model
+        cursor.executemany(statement, rows)
+    finally:
+        cursor.close()
     return count
+
+
+def copy(connection: Connection, table: sa.Table, columns: Mapping[str, object], count: int) -> None:
+    """PostgreSQL: COPY COUNT rows into TABLE, each column a list of values as the driver takes
+    them (or one value for every row), in the caller's transaction."""
+    preparer = connection.dialect.identifier_preparer
+    column_list = ", ".join(preparer.quote(name) for name in columns)
+    statement = f"COPY {preparer.format_table(table)} ({column_list}) FROM STDIN"
+    texts = [_copy_texts(values, count) for values in columns.values()]
+    driver = connection.connection.driver_connection
+    with driver.cursor() as cursor, cursor.copy(statement) as stream:  # type: ignore[union-attr]
+        for start in range(0, count, _COPY_ROWS):
+            chunk = [column[start : start + _COPY_ROWS] for column in texts]
+            stream.write("\n".join(map("\t".join, zip(*chunk, strict=True))) + "\n")
 
 
 _COPY_ROWS = 50_000  # rows per write to the COPY stream: bounded memory, few calls
