@@ -249,23 +249,57 @@ class Bounds:
 
     def _count(self, atom: Atom, among: list[int] | None) -> set[int] | None:
         feature, least = atom.feature, _least_count(atom)
-        if least is None or feature.window is None:
+        if feature.name == "consecutive_absence_days" and least is not None and least >= 2:
+            query = self._away_on_the_last_two_school_days()
+        elif least is None or feature.window is None:
             return None
-        stem = feature.name.removesuffix(f"_{feature.window.value}")
-        rows = _counted_rows(stem, self.now.start(feature.window), self.now.as_of, self.now)
-        if rows is None:
-            return None
-        counted = rows.subquery()
-        query = (
-            sa.select(counted.c.student_id).group_by(counted.c.student_id).having(sa.func.count() >= least)
-        )
+        else:
+            stem = feature.name.removesuffix(f"_{feature.window.value}")
+            rows = _counted_rows(stem, self.now.start(feature.window), self.now.as_of, self.now)
+            if rows is None:
+                return None
+            counted = rows.subquery()
+            query = (
+                sa.select(counted.c.student_id)
+                .group_by(counted.c.student_id)
+                .having(sa.func.count() >= least)
+            )
         if among is None:
             return set(self.session.execute(query).scalars())
         found: set[int] = set()
+        only = query.selected_columns[0]
         for start in range(0, len(among), _CHUNK):  # the children's own rows, by the student index
             chunk = among[start : start + _CHUNK]
-            found.update(self.session.execute(query.where(counted.c.student_id.in_(chunk))).scalars())
+            found.update(self.session.execute(query.where(only.in_(chunk))).scalars())
         return found
+
+    def _away_on_the_last_two_school_days(self) -> sa.Select[Any]:
+        """A run of two or more absences ending on the school's latest school day (excused days
+        neither count nor break it) covers that day and the one before: children absent or
+        excused on both."""
+        latest = (
+            sa.select(_school_day.c.school_id, sa.func.max(_school_day.c.day).label("day"))
+            .where(_school_day.c.day <= self.now.as_of)
+            .group_by(_school_day.c.school_id)
+            .subquery()
+        )
+        before = (
+            sa.select(_school_day.c.school_id, sa.func.max(_school_day.c.day).label("day"))
+            .join(latest, latest.c.school_id == _school_day.c.school_id)
+            .where(_school_day.c.day < latest.c.day)
+            .group_by(_school_day.c.school_id)
+            .subquery()
+        )
+        away = [AttendanceMark.absent, AttendanceMark.excused]
+        last, previous = _attendance.alias("last_day"), _attendance.alias("day_before")
+        return (
+            sa.select(_student.c.id)
+            .join(latest, latest.c.school_id == _student.c.school_id)
+            .join(before, before.c.school_id == _student.c.school_id)
+            .join(last, sa.and_(last.c.student_id == _student.c.id, last.c.day == latest.c.day))
+            .join(previous, sa.and_(previous.c.student_id == _student.c.id, previous.c.day == before.c.day))
+            .where(last.c.mark.in_(away), previous.c.mark.in_(away))
+        )
 
     def new_rows(self, atom: Atom) -> set[int]:
         """Children with rows the atom reads about the new days, or synced since the last run."""
