@@ -327,14 +327,9 @@ def apply(
     their families no longer share is withdrawn (`rules.withdraw`)."""
     now = now or utcnow()
     run_id = run.id or 0
-    holders = set(session.execute(sa.select(_signal.c.student_id).distinct()).scalars())
-    # Evidence can rest on what a family no longer shares only where it does not share every
-    # scope: the rest (most families) need not have their signals read here.
-    every_scope = set(Scope)
-    holders = {sid for sid in holders if not every_scope <= evaluation.allowed.get(sid, {}).keys()}
     withdrawn = withdraw.withdraw(
         session=session,
-        student_ids=holders if considered is None else holders & set(considered),
+        student_ids=_may_rest_on_unshared(session, evaluation, considered),
         shared=lambda student_id: evaluation.allowed.get(student_id, {}).keys(),
         reason=f"{withdraw.CONSENT_STOPPED} (run {run_id})",
         run_id=run_id,
@@ -491,6 +486,35 @@ def apply(
     session.add(run)
     session.flush()
     return run
+
+
+def _may_rest_on_unshared(
+    session: Session, evaluation: Evaluation, considered: Collection[int] | None
+) -> set[int]:
+    """The CONSIDERED children (everyone by default) with a signal that may read a category
+    their family does not share now, for `rules.withdraw` to check fact by fact. A signal of
+    the catalog's own version of a rule reads the categories of that rule's features; a signal
+    of another version or of a rule no longer in the catalog may read anything. Reading only
+    these rows, not every signal's facts, spares a city-wide run most of that check."""
+    reads: dict[tuple[str, str], frozenset[Scope]] = {}
+    for result in evaluation.live + evaluation.trial:
+        rule = result.rule
+        features = [*(a.feature for a in rule.atoms), *(b.atom.feature for b in rule.boosters)]
+        reads[(rule.id, rule.version)] = frozenset(f.scope for f in features if f.scope is not None)
+    every = frozenset(Scope)
+    query = sa.select(_signal.c.student_id, _signal.c.rule_id, _signal.c.rule_version).distinct()
+    if considered is None:
+        batches = [query]
+    else:
+        ids = sorted(set(considered))
+        chunks = [ids[i : i + 5_000] for i in range(0, len(ids), 5_000)]
+        batches = [query.where(_signal.c.student_id.in_(chunk)) for chunk in chunks]
+    found: set[int] = set()
+    for batch in batches:
+        for student_id, rule_id, version in session.execute(batch).all():
+            if not reads.get((rule_id, version), every) <= evaluation.allowed.get(student_id, {}).keys():
+                found.add(student_id)
+    return found
 
 
 def _refresh(
