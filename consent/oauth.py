@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import urlencode
 
+import sqlalchemy as sa
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import AuthorizationServer as AuthlibAuthorizationServer
 from authlib.oauth2 import OAuth2Error
@@ -47,6 +48,11 @@ from consent.models import (
     OAuthToken,
 )
 from consent.scopes import Purpose, Scope
+
+_clients: sa.Table = Client.__table__  # type: ignore[attr-defined]
+_codes: sa.Table = AuthorizationCode.__table__  # type: ignore[attr-defined]
+_tokens: sa.Table = OAuthToken.__table__  # type: ignore[attr-defined]
+_grants: sa.Table = ConsentGrant.__table__  # type: ignore[attr-defined]
 
 PURPOSE_PREFIX = "purpose:"
 ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 - RFC 9068 media type, not a secret
@@ -111,12 +117,13 @@ def aware(moment: datetime) -> datetime:
 
 
 class OAuthClient(ClientMixin):  # type: ignore[misc]
-    def __init__(self, row: Client) -> None:
+    # ROW is the client's row as read by Core (see StoredCode): every token request reads it.
+    def __init__(self, row: Any) -> None:
         self.row = row
         self.client_id = row.client_id
 
     def get_client_id(self) -> str:
-        return self.row.client_id
+        return str(self.row.client_id)
 
     def get_default_redirect_uri(self) -> None:
         # The redirect URI is always required and compared exactly; nothing is assumed.
@@ -157,16 +164,18 @@ class ConsentingGuardian:
 
 
 class StoredCode:
-    def __init__(self, row: AuthorizationCode) -> None:
+    # ROW is the code's row as read by Core (attribute access by column name): the token
+    # endpoint is the busiest, and the ORM's identity map and flush cost it more than its SQL.
+    def __init__(self, row: Any) -> None:
         self.row = row
         self.code_challenge = row.code_challenge
         self.code_challenge_method = row.code_challenge_method
 
     def get_redirect_uri(self) -> str:
-        return self.row.redirect_uri
+        return str(self.row.redirect_uri)
 
     def get_scope(self) -> str:
-        return self.row.scope
+        return str(self.row.scope)
 
 
 class StoredToken:
@@ -176,7 +185,7 @@ class StoredToken:
         self.row, self.client, self.grant, self.kind = row, client, grant, kind
 
     def check_client(self, client: OAuthClient) -> bool:
-        return client.row.id == self.row.client_id
+        return bool(client.row.id == self.row.client_id)
 
     def get_scope(self) -> str:
         return self.row.scope
@@ -313,8 +322,8 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
     def query_authorization_code(self, code: str, client: OAuthClient) -> StoredCode | None:
         session = self.server.session
         # Locked so two concurrent exchanges of one code cannot both succeed.
-        row = session.exec(
-            select(AuthorizationCode).where(AuthorizationCode.code_hash == digest(code)).with_for_update()
+        row = session.execute(
+            sa.select(_codes).where(_codes.c.code_hash == digest(code)).with_for_update()
         ).first()
         if row is None or row.client_id != client.row.id:
             return None
@@ -329,9 +338,9 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
 
     def delete_authorization_code(self, authorization_code: StoredCode) -> None:
         # Kept, marked used: a second use must be recognised to revoke what the first issued.
-        authorization_code.row.used_at = utcnow()
-        self.server.session.add(authorization_code.row)
-        self.server.session.flush()
+        self.server.session.execute(
+            sa.update(_codes).where(_codes.c.id == authorization_code.row.id).values(used_at=utcnow())
+        )
 
     def authenticate_user(self, authorization_code: StoredCode) -> ConsentingGuardian | None:
         row = authorization_code.row
@@ -395,7 +404,7 @@ class PrivateKeyJWT(JWTBearerClientAssertion):  # type: ignore[misc]
     def resolve_client_public_key(self, client: OAuthClient) -> KeySet:
         if not client.row.jwks:
             raise InvalidClientError(description="no keys are registered for this client")
-        return KeySet.import_key_set(client.row.jwks)  # type: ignore[arg-type]
+        return KeySet.import_key_set(client.row.jwks)
 
     def process_assertion_claims(self, assertion: str, resolve_key: Any) -> Any:
         try:
@@ -504,13 +513,15 @@ class AuthorizationServer(AuthlibAuthorizationServer):  # type: ignore[misc]
 
     # storage ---------------------------------------------------------------------------
     def query_client(self, client_id: str) -> OAuthClient | None:
-        row = self.session.exec(
-            select(Client).where(Client.client_id == client_id, col(Client.is_active))
+        row = self.session.execute(
+            sa.select(_clients).where(_clients.c.client_id == client_id, _clients.c.is_active)
         ).first()
         return OAuthClient(row) if row else None
 
     def consenting(self, guardian_id: int, grant_id: int, scope: str) -> ConsentingGuardian | None:
-        grant = self.session.get(ConsentGrant, grant_id)
+        grant = self.session.execute(
+            sa.select(_grants.c.status, _grants.c.student_id).where(_grants.c.id == grant_id)
+        ).first()
         if grant is None or grant.status is not GrantStatus.active:
             return None
         return ConsentingGuardian(guardian_id, grant_id, grant.student_id, scope)
@@ -555,8 +566,8 @@ class AuthorizationServer(AuthlibAuthorizationServer):  # type: ignore[misc]
         code = request.authorization_code
         previous: StoredToken | None = request.refresh_token
         now = utcnow()
-        self.session.add(
-            OAuthToken(
+        self.session.execute(
+            sa.insert(_tokens).values(
                 client_id=request.client.row.id,
                 guardian_id=user.guardian_id,
                 grant_id=user.grant_id,
@@ -570,7 +581,6 @@ class AuthorizationServer(AuthlibAuthorizationServer):  # type: ignore[misc]
                 refresh_expires_at=now + REFRESH_TOKEN_TTL if "refresh_token" in token else None,
             )
         )
-        self.session.flush()
 
     def stored_token(self, row: OAuthToken, kind: str) -> StoredToken | None:
         client = self.session.get(Client, row.client_id)
