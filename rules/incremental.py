@@ -334,7 +334,10 @@ class Bounds:
         person may date back) recorded since the last run started."""
         if table is _observation:
             return _observation.c.created_at >= self.since
-        return table.c.sync_run_id > self.watermark
+        # By id through the sync_run_id index: SQLite, without statistics, preferred the day
+        # index and read a whole window (or table) to find the rows above the watermark, which
+        # on most days are none (8 of an incremental run's 19 s at 50,000 children).
+        return table.c.id.in_(sa.select(table.c.id).where(table.c.sync_run_id > self.watermark))
 
     def leaving(self, atom: Atom) -> set[int]:
         """Children with rows that a count over a rolling window no longer counts today."""
