@@ -28,7 +28,7 @@ def send(
     lease: Annotated[
         int, typer.Option(min=1, help="秒: 送信中の行を他の送信者に渡すまで / seconds a claim lasts")
     ] = 60,
-    in_flight: Annotated[int, typer.Option(min=1, max=64, help="同時に送る要求数 / requests in flight")] = 8,
+    in_flight: Annotated[int, typer.Option(min=1, max=64, help="同時に送る要求数 / requests in flight")] = 32,
     follow: Annotated[
         bool, typer.Option("--follow", help="空になっても待ち続ける / keep waiting for more")
     ] = False,
