@@ -45,6 +45,8 @@ def create_app() -> FastAPI:
     add_exception_handlers(app)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     app.include_router(health.router)
+    # Routes are matched in order, one by one: the token endpoint, the busiest, comes first.
+    app.include_router(consent_router)
     app.include_router(staff_router)
     app.include_router(connectors_router)
     app.include_router(myna_router)
@@ -52,7 +54,6 @@ def create_app() -> FastAPI:
     app.include_router(directory_router)
     app.include_router(notices_router)
     staff_deps.install(app)
-    app.include_router(consent_router)
     app.include_router(guardian_router)
     app.include_router(consent_staff_router)
     app.include_router(student_router)

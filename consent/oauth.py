@@ -54,6 +54,23 @@ _codes: sa.Table = AuthorizationCode.__table__  # type: ignore[attr-defined]
 _tokens: sa.Table = OAuthToken.__table__  # type: ignore[attr-defined]
 _grants: sa.Table = ConsentGrant.__table__  # type: ignore[attr-defined]
 
+# The code exchange's statements, built once: composing a statement (coercing each clause,
+# then computing its cache key) took more CPU than SQLite took to run it, and a statement
+# object that is reused keeps its cache key.
+_ACTIVE_CLIENT = sa.select(_clients).where(
+    _clients.c.client_id == sa.bindparam("client_id"), _clients.c.is_active
+)
+_CODE_FOR_EXCHANGE = (
+    sa.select(_codes).where(_codes.c.code_hash == sa.bindparam("code_hash")).with_for_update()
+)
+_CODE_USED = (
+    sa.update(_codes).where(_codes.c.id == sa.bindparam("code_id")).values(used_at=sa.bindparam("now"))
+)
+_GRANT_STATE = sa.select(_grants.c.status, _grants.c.student_id).where(
+    _grants.c.id == sa.bindparam("grant_id")
+)
+_NEW_TOKEN = sa.insert(_tokens)
+
 PURPOSE_PREFIX = "purpose:"
 ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 - RFC 9068 media type, not a secret
 ACCESS_TOKEN_TTL = timedelta(minutes=5)
@@ -322,9 +339,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
     def query_authorization_code(self, code: str, client: OAuthClient) -> StoredCode | None:
         session = self.server.session
         # Locked so two concurrent exchanges of one code cannot both succeed.
-        row = session.execute(
-            sa.select(_codes).where(_codes.c.code_hash == digest(code)).with_for_update()
-        ).first()
+        row = session.execute(_CODE_FOR_EXCHANGE, {"code_hash": digest(code)}).first()
         if row is None or row.client_id != client.row.id:
             return None
         if row.used_at is not None:
@@ -338,9 +353,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
 
     def delete_authorization_code(self, authorization_code: StoredCode) -> None:
         # Kept, marked used: a second use must be recognised to revoke what the first issued.
-        self.server.session.execute(
-            sa.update(_codes).where(_codes.c.id == authorization_code.row.id).values(used_at=utcnow())
-        )
+        self.server.session.execute(_CODE_USED, {"code_id": authorization_code.row.id, "now": utcnow()})
 
     def authenticate_user(self, authorization_code: StoredCode) -> ConsentingGuardian | None:
         row = authorization_code.row
@@ -513,15 +526,11 @@ class AuthorizationServer(AuthlibAuthorizationServer):  # type: ignore[misc]
 
     # storage ---------------------------------------------------------------------------
     def query_client(self, client_id: str) -> OAuthClient | None:
-        row = self.session.execute(
-            sa.select(_clients).where(_clients.c.client_id == client_id, _clients.c.is_active)
-        ).first()
+        row = self.session.execute(_ACTIVE_CLIENT, {"client_id": client_id}).first()
         return OAuthClient(row) if row else None
 
     def consenting(self, guardian_id: int, grant_id: int, scope: str) -> ConsentingGuardian | None:
-        grant = self.session.execute(
-            sa.select(_grants.c.status, _grants.c.student_id).where(_grants.c.id == grant_id)
-        ).first()
+        grant = self.session.execute(_GRANT_STATE, {"grant_id": grant_id}).first()
         if grant is None or grant.status is not GrantStatus.active:
             return None
         return ConsentingGuardian(guardian_id, grant_id, grant.student_id, scope)
@@ -567,19 +576,20 @@ class AuthorizationServer(AuthlibAuthorizationServer):  # type: ignore[misc]
         previous: StoredToken | None = request.refresh_token
         now = utcnow()
         self.session.execute(
-            sa.insert(_tokens).values(
-                client_id=request.client.row.id,
-                guardian_id=user.guardian_id,
-                grant_id=user.grant_id,
-                code_id=code.row.id if code else (previous.row.code_id if previous else None),
-                family_id=previous.row.family_id if previous else secrets.token_hex(16),
-                access_jti=claims["jti"],
-                refresh_hash=digest(token["refresh_token"]) if "refresh_token" in token else None,
-                scope=claims["scope"],
-                issued_at=now,
-                access_expires_at=datetime.fromtimestamp(claims["exp"], UTC),
-                refresh_expires_at=now + REFRESH_TOKEN_TTL if "refresh_token" in token else None,
-            )
+            _NEW_TOKEN,
+            {
+                "client_id": request.client.row.id,
+                "guardian_id": user.guardian_id,
+                "grant_id": user.grant_id,
+                "code_id": code.row.id if code else (previous.row.code_id if previous else None),
+                "family_id": previous.row.family_id if previous else secrets.token_hex(16),
+                "access_jti": claims["jti"],
+                "refresh_hash": digest(token["refresh_token"]) if "refresh_token" in token else None,
+                "scope": claims["scope"],
+                "issued_at": now,
+                "access_expires_at": datetime.fromtimestamp(claims["exp"], UTC),
+                "refresh_expires_at": now + REFRESH_TOKEN_TTL if "refresh_token" in token else None,
+            },
         )
 
     def stored_token(self, row: OAuthToken, kind: str) -> StoredToken | None:

@@ -8,10 +8,9 @@ from authlib.oauth2.rfc6749.errors import InsecureTransportError
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel
-from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from app.core.deps import SessionDep
+from app.core.deps import SessionDep, UnitOfWork, UnitOfWorkDep
 from app.core.errors import BadRequest
 from app.sessions import service as web_sessions
 from consent import authorize, keys, oauth, resource
@@ -120,15 +119,17 @@ def pushed_authorization_request(request: Request, session: WriteSession, form: 
 
 
 @router.post("/oauth/token")
-async def token_endpoint(request: Request, session: SessionDep, form: Form) -> Response:
+async def token_endpoint(request: Request, unit_of_work: UnitOfWorkDep, form: Form) -> Response:
     """Exchange a code (with its PKCE verifier) or a refresh token for tokens."""
-    # The busiest endpoint: all its database work in one trip to the thread pool.
+    # The busiest endpoint: its transaction opens, works and commits in one trip to the
+    # thread pool (the session dependency would add two more), before the answer is sent.
     oauth_request = _oauth_request(request, form)
-    return _answer(await run_in_threadpool(_token_response, session, oauth_request))
+    return _answer(await run_in_threadpool(_token_response, unit_of_work, oauth_request))
 
 
-def _token_response(session: Session, request: oauth.TsunaguRequest) -> oauth.OAuthResponse:
-    return oauth.token_response(session=writing_session(session), request=request)
+def _token_response(unit_of_work: UnitOfWork, request: oauth.TsunaguRequest) -> oauth.OAuthResponse:
+    with unit_of_work() as session:
+        return oauth.token_response(session=writing_session(session), request=request)
 
 
 @router.post("/oauth/revoke")

@@ -10,12 +10,11 @@ from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel
 
-from app.core.deps import SessionDep, SettingsDep
+from app.core.deps import SessionDep, SettingsDep, UnitOfWorkDep
 from app.core.errors import BadRequest
 from app.sessions import service as web_sessions
 from app.sessions.models import PrincipalKind, WebSession
 from notify import accounts, webhook
-from notify.deps import SessionFactoryDep
 from notify.web import render
 
 router = APIRouter()
@@ -34,7 +33,7 @@ class WebhookAck(BaseModel):
     responses={400: {"description": "missing or wrong x-line-signature, or not a LINE webhook body"}},
 )
 async def line_webhook(
-    request: Request, background: BackgroundTasks, settings: SettingsDep, sessions: SessionFactoryDep
+    request: Request, background: BackgroundTasks, settings: SettingsDep, sessions: UnitOfWorkDep
 ) -> WebhookAck:
     """LINE からの Webhook / LINE platform events: checked, recorded once, handled after the answer."""
     received, fresh = await webhook.receive(

@@ -17,10 +17,10 @@ from datetime import datetime, timedelta
 from starlette.concurrency import run_in_threadpool
 
 from app.core.config import Settings
+from app.core.deps import UnitOfWork
 from app.core.errors import UpstreamError
 from app.core.types import utcnow
 from notify import outbox
-from notify.deps import SessionFactory
 from notify.line import Line, Outcome, Result
 from notify.models import BatchKind
 
@@ -77,7 +77,7 @@ class _Done:
 
 async def drain(
     *,
-    sessions: SessionFactory,
+    sessions: UnitOfWork,
     settings: Settings,
     lease: timedelta = timedelta(seconds=60),
     claim_size: int = 32,

@@ -23,11 +23,11 @@ from sqlmodel import Session, col, select
 from starlette.concurrency import run_in_threadpool
 
 from app.core.config import Settings
+from app.core.deps import UnitOfWork
 from app.core.errors import BadRequest, UpstreamError
 from app.core.types import utcnow
 from app.roster.models import Municipality
 from notify import accounts, messages, resources
-from notify.deps import SessionFactory
 from notify.line import Line, Outcome
 from notify.messages import Contact, Message
 from notify.models import LineAccount, LineWebhookEvent
@@ -198,7 +198,7 @@ def _municipality_name(session: Session) -> str:
 
 
 async def receive(
-    *, body: bytes, signature: str | None, settings: Settings, sessions: SessionFactory
+    *, body: bytes, signature: str | None, settings: Settings, sessions: UnitOfWork
 ) -> tuple[int, list[int]]:
     """Check and record a webhook delivery, committed before LINE gets its answer.
 
@@ -217,7 +217,7 @@ async def receive(
     return len(events), await run_in_threadpool(_record)
 
 
-async def respond(*, inbox_ids: list[int], settings: Settings, sessions: SessionFactory) -> None:
+async def respond(*, inbox_ids: list[int], settings: Settings, sessions: UnitOfWork) -> None:
     """Handle recorded events one by one (each its own transaction), then answer over LINE."""
 
     def _handle(inbox_id: int) -> Answer | None:

@@ -5,6 +5,7 @@ rolled back, so tests never see each other's rows."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -15,6 +16,7 @@ from sqlmodel import Session
 
 from app.core.config import get_settings
 from app.core.db import get_engine, get_session, make_engine
+from app.core.deps import get_unit_of_work
 from app.core.migrate import upgrade
 from app.main import create_app
 from consent import keys
@@ -91,8 +93,9 @@ def session(engine: Engine) -> Iterator[Session]:
 def app(session: Session, engine: Engine, settings_env: None) -> FastAPI:
     application = create_app()
 
-    def _test_session() -> Iterator[Session]:
-        # Mirrors get_session: commit on success (a savepoint here), roll back on error.
+    @contextmanager
+    def _unit_of_work() -> Iterator[Session]:
+        # Mirrors session_scope: commit on success (a savepoint here), roll back on error.
         try:
             yield session
             session.commit()
@@ -100,7 +103,12 @@ def app(session: Session, engine: Engine, settings_env: None) -> FastAPI:
             session.rollback()
             raise
 
+    def _test_session() -> Iterator[Session]:
+        with _unit_of_work() as unit:
+            yield unit
+
     application.dependency_overrides[get_session] = _test_session
+    application.dependency_overrides[get_unit_of_work] = lambda: _unit_of_work
     application.dependency_overrides[get_engine] = lambda: engine
     return application
 

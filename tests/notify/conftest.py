@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from http.cookies import SimpleCookie
 from typing import Any
 
@@ -19,7 +17,6 @@ from app.roster.models import StaffRole, StaffUser
 from app.sessions import service as web_sessions
 from app.sessions.models import PrincipalKind
 from mocks.line.app import sign
-from notify.deps import get_session_factory
 from tests.factories import make_municipality
 from tests.line_standin import SECRET, TOKEN, StandIn, messaging, sink_server, standin, standin_server
 
@@ -28,23 +25,13 @@ __all__ = ["messaging", "sink_server", "standin", "standin_server"]
 
 @pytest.fixture
 def line_app(app: FastAPI, standin: StandIn, session: Session, monkeypatch: pytest.MonkeyPatch) -> FastAPI:
-    """The app talking to the stand-in, its background work in the test's own transaction."""
+    """The app talking to the stand-in (its background work runs in the test's own transaction,
+    through the root conftest's unit of work)."""
     monkeypatch.setenv("TSUNAGU_LINE_API_URL", standin.url)
     monkeypatch.setenv("TSUNAGU_LINE_ACCESS_URL", standin.url)
     monkeypatch.setenv("TSUNAGU_LINE_CHANNEL_SECRET", SECRET)
     monkeypatch.setenv("TSUNAGU_LINE_CHANNEL_ACCESS_TOKEN", TOKEN)
     get_settings.cache_clear()
-
-    @contextmanager
-    def unit_of_work() -> Iterator[Session]:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-
-    app.dependency_overrides[get_session_factory] = lambda: unit_of_work
     return app
 
 

@@ -25,9 +25,9 @@ from sqlmodel import select
 
 from app.core.config import Settings
 from app.core.db import make_engine, session_scope
+from app.core.deps import UnitOfWork
 from app.core.migrate import upgrade
 from notify import accounts, outbox, sender
-from notify.deps import SessionFactory
 from notify.models import (
     BatchStatus,
     Campaign,
@@ -65,7 +65,7 @@ def outbox_engine(outbox_url: str) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def sessions(outbox_engine: Engine) -> SessionFactory:
+def sessions(outbox_engine: Engine) -> UnitOfWork:
     return lambda: session_scope(outbox_engine)
 
 
@@ -80,7 +80,7 @@ def settings_for(standin: StandIn, **overrides: Any) -> Settings:
     return Settings(**(values | overrides))
 
 
-def followers(standin: StandIn, sessions: SessionFactory, count: int) -> list[int]:
+def followers(standin: StandIn, sessions: UnitOfWork, count: int) -> list[int]:
     """COUNT friends in the stand-in, each with a LineAccount row; their account ids."""
     user_ids = standin.control.post("/_control/users", json={"count": count, "friend": True}).json()[
         "user_ids"
@@ -94,7 +94,7 @@ def followers(standin: StandIn, sessions: SessionFactory, count: int) -> list[in
 
 
 def enqueue(
-    sessions: SessionFactory,
+    sessions: UnitOfWork,
     settings: Settings,
     account_ids: list[int],
     messages: list[dict[str, Any]] = NOTICE,
@@ -109,11 +109,11 @@ def enqueue(
         )
 
 
-def drain(sessions: SessionFactory, settings: Settings, **options: Any) -> sender.Report:
+def drain(sessions: UnitOfWork, settings: Settings, **options: Any) -> sender.Report:
     return asyncio.run(sender.drain(sessions=sessions, settings=settings, **options))
 
 
-def statuses(sessions: SessionFactory) -> dict[str, int]:
+def statuses(sessions: UnitOfWork) -> dict[str, int]:
     """Notifications per status, as staff see them (a sent batch's rows count as sent)."""
     with sessions() as session:
         campaigns = list(outbox.counts_by_campaign(session=session).values())
@@ -128,16 +128,14 @@ def delivered(standin: StandIn) -> dict[str, Any]:
     return summary
 
 
-def make_due_now(sessions: SessionFactory) -> None:
+def make_due_now(sessions: UnitOfWork) -> None:
     with sessions() as session:
         session.execute(
             sa.update(NotificationBatch).values(not_before=datetime.now(UTC) - timedelta(seconds=1))
         )
 
 
-def test_1200_followers_go_out_in_three_multicasts_once_each(
-    standin: StandIn, sessions: SessionFactory
-) -> None:
+def test_1200_followers_go_out_in_three_multicasts_once_each(standin: StandIn, sessions: UnitOfWork) -> None:
     settings = settings_for(standin)
     ids = followers(standin, sessions, 1200)
     queued = enqueue(sessions, settings, ids)
@@ -150,7 +148,7 @@ def test_1200_followers_go_out_in_three_multicasts_once_each(
 
 
 def test_a_lost_answer_is_retried_with_the_same_key_and_counted_once(
-    standin: StandIn, sessions: SessionFactory
+    standin: StandIn, sessions: UnitOfWork
 ) -> None:
     settings = settings_for(standin)
     enqueue(sessions, settings, followers(standin, sessions, 3))
@@ -165,7 +163,7 @@ def test_a_lost_answer_is_retried_with_the_same_key_and_counted_once(
     assert delivered(standin)["duplicates"] == 0
 
 
-def test_a_timeout_is_retried_and_409_counts_as_sent(standin: StandIn, sessions: SessionFactory) -> None:
+def test_a_timeout_is_retried_and_409_counts_as_sent(standin: StandIn, sessions: UnitOfWork) -> None:
     settings = settings_for(standin, upstream_timeout_seconds=0.3)
     enqueue(sessions, settings, followers(standin, sessions, 2))
     standin.control.post(
@@ -179,7 +177,7 @@ def test_a_timeout_is_retried_and_409_counts_as_sent(standin: StandIn, sessions:
 
 
 def test_a_sender_that_died_mid_request_is_taken_over_after_its_lease(
-    standin: StandIn, sessions: SessionFactory
+    standin: StandIn, sessions: UnitOfWork
 ) -> None:
     settings = settings_for(standin)
     enqueue(sessions, settings, followers(standin, sessions, 4))
@@ -196,7 +194,7 @@ def test_a_sender_that_died_mid_request_is_taken_over_after_its_lease(
     assert delivered(standin)["duplicates"] == 0
 
 
-def test_a_live_lease_is_left_alone(standin: StandIn, sessions: SessionFactory) -> None:
+def test_a_live_lease_is_left_alone(standin: StandIn, sessions: UnitOfWork) -> None:
     settings = settings_for(standin)
     enqueue(sessions, settings, followers(standin, sessions, 2))
     with sessions() as session:
@@ -205,7 +203,7 @@ def test_a_live_lease_is_left_alone(standin: StandIn, sessions: SessionFactory) 
 
 
 def test_the_monthly_quota_stops_sending_and_keeps_the_rest_queued(
-    standin: StandIn, sessions: SessionFactory
+    standin: StandIn, sessions: UnitOfWork
 ) -> None:
     settings = settings_for(standin)
     enqueue(sessions, settings, followers(standin, sessions, 1200))
@@ -219,7 +217,7 @@ def test_the_monthly_quota_stops_sending_and_keeps_the_rest_queued(
     assert sorted((str(s), a) for s, a in batches) == [("queued", 0), ("queued", 0), ("sent", 1)]
 
 
-def test_rate_limited_requests_are_sent_again_later(standin: StandIn, sessions: SessionFactory) -> None:
+def test_rate_limited_requests_are_sent_again_later(standin: StandIn, sessions: UnitOfWork) -> None:
     settings = settings_for(standin, line_multicast_per_second=100)
     ids = followers(standin, sessions, 10)
     for account_id in ids:
@@ -230,9 +228,7 @@ def test_rate_limited_requests_are_sent_again_later(standin: StandIn, sessions: 
     assert delivered(standin)["duplicates"] == 0
 
 
-def test_blocking_unlinking_and_cancelling_stop_queued_rows(
-    standin: StandIn, sessions: SessionFactory
-) -> None:
+def test_blocking_unlinking_and_cancelling_stop_queued_rows(standin: StandIn, sessions: UnitOfWork) -> None:
     settings = settings_for(standin)
     ids = followers(standin, sessions, 3)
     with sessions() as session:
@@ -253,9 +249,7 @@ def test_blocking_unlinking_and_cancelling_stop_queued_rows(
     assert delivered(standin)["recipients"] == 1
 
 
-def test_leaving_after_the_send_leaves_what_was_sent_as_sent(
-    standin: StandIn, sessions: SessionFactory
-) -> None:
+def test_leaving_after_the_send_leaves_what_was_sent_as_sent(standin: StandIn, sessions: UnitOfWork) -> None:
     settings = settings_for(standin)
     ids = followers(standin, sessions, 2)
     enqueue(sessions, settings, ids)
@@ -268,7 +262,7 @@ def test_leaving_after_the_send_leaves_what_was_sent_as_sent(
     assert statuses(sessions) == {"sent": 2}
 
 
-def test_a_batch_whose_recipients_all_left_is_cancelled(standin: StandIn, sessions: SessionFactory) -> None:
+def test_a_batch_whose_recipients_all_left_is_cancelled(standin: StandIn, sessions: UnitOfWork) -> None:
     settings = settings_for(standin)
     ids = followers(standin, sessions, 2)
     enqueue(sessions, settings, ids)
@@ -283,7 +277,7 @@ def test_a_batch_whose_recipients_all_left_is_cancelled(standin: StandIn, sessio
         assert session.exec(select(NotificationBatch.status)).one() == BatchStatus.cancelled
 
 
-def test_the_frequency_cap_skips_and_says_so(standin: StandIn, sessions: SessionFactory) -> None:
+def test_the_frequency_cap_skips_and_says_so(standin: StandIn, sessions: UnitOfWork) -> None:
     settings = settings_for(standin, notify_max_per_week=2)
     ids = followers(standin, sessions, 2)
     for _ in range(3):
@@ -295,9 +289,7 @@ def test_the_frequency_cap_skips_and_says_so(standin: StandIn, sessions: Session
     assert len(skipped) == 2 and {n.reason for n in skipped} == {"frequency cap"}
 
 
-def test_quiet_hours_move_the_due_time_and_stop_the_sender(
-    standin: StandIn, sessions: SessionFactory
-) -> None:
+def test_quiet_hours_move_the_due_time_and_stop_the_sender(standin: StandIn, sessions: UnitOfWork) -> None:
     settings = settings_for(standin, notify_quiet_start_hour=21, notify_quiet_end_hour=7)
     at_night = datetime(2026, 11, 23, 22, 30, tzinfo=UTC) - timedelta(hours=9)  # 22:30 JST
     assert outbox.in_quiet_hours(at_night, settings)
@@ -315,7 +307,7 @@ def test_quiet_hours_move_the_due_time_and_stop_the_sender(
         assert statuses(sessions) == {"queued": 1}
 
 
-def test_the_cli_sends_and_reports(standin: StandIn, sessions: SessionFactory, outbox_url: str) -> None:
+def test_the_cli_sends_and_reports(standin: StandIn, sessions: UnitOfWork, outbox_url: str) -> None:
     settings = settings_for(standin)
     enqueue(sessions, settings, followers(standin, sessions, 7))
     env = {
@@ -347,7 +339,7 @@ def test_the_cli_sends_and_reports(standin: StandIn, sessions: SessionFactory, o
     assert shown.returncode == 0 and "送信待ち / waiting to be sent: 0" in shown.stderr
 
 
-def test_retry_keys_are_fixed_when_queued(standin: StandIn, sessions: SessionFactory) -> None:
+def test_retry_keys_are_fixed_when_queued(standin: StandIn, sessions: UnitOfWork) -> None:
     settings = settings_for(standin)
     enqueue(sessions, settings, followers(standin, sessions, 501))
     with sessions() as session:
