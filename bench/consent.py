@@ -24,6 +24,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
 import base64  # noqa: E402
+import gc  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
@@ -290,6 +291,11 @@ def main() -> None:
         with Session(engine, expire_on_commit=False) as session:
             students, guardians = seed(session, args.children)
             session.commit()
+            # Start the measurement as a service process would: without the seed's thousands of
+            # ORM objects in memory. Left there, they made the first snapshot pay for a full
+            # garbage collection of them (0.45 s of its 0.48 s on SQLite).
+            session.expunge_all()
+            gc.collect()
             figures = in_process(session, students)
             partner, secret = clients.add_client(
                 session=session,
