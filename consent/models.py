@@ -100,7 +100,8 @@ class ConsentGrant(SQLModel, table=True):
     data_from: date | None = Field(default=None, description="earliest day of data covered")
     data_life_days: int = Field(ge=0, description="how long data fetched under it is kept")
     starts_at: datetime = Field(sa_type=aware_datetime())
-    expires_at: datetime | None = Field(default=None, sa_type=aware_datetime())
+    # Indexed for the every-minute job that records grants past their expiry (consent.tasks).
+    expires_at: datetime | None = Field(default=None, sa_type=aware_datetime(), index=True)
     status: GrantStatus = Field(sa_type=enum_type(GrantStatus))
     status_changed_at: datetime = Field(sa_type=aware_datetime())
     notice_version: str = Field(max_length=32)
