@@ -8,12 +8,13 @@ from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlmodel import col, select
 
 from app.core.deps import SessionDep
 from app.core.errors import Unauthorized
 from app.core.handlers import error_response, wants_html
 from app.core.types import utcnow
-from app.roster.models import StaffUser
+from app.roster.models import Municipality, School, StaffUser
 from app.sessions import service as web_sessions
 from app.sessions.models import PrincipalKind, WebSession
 from app.staff.access import RoleRule, rule_for
@@ -28,6 +29,10 @@ class SignedIn:
     staff: StaffUser
     rule: RoleRule
     web_session: WebSession
+    school: School | None
+    municipality: Municipality | None
+    """Held for the request: the session's identity map keeps only what is referenced, and
+    `service.actor_for` finds them there rather than asking the database again."""
 
     @property
     def csrf_token(self) -> str:
@@ -38,14 +43,24 @@ def signed_in_staff(request: Request, session: SessionDep) -> SignedIn:
     web_session = web_sessions.resume(session=session, request=request, principal_kind=PrincipalKind.staff)
     if web_session is None:
         raise SignInRequired("サインインしてください。 / Please sign in.")
-    staff = session.get(StaffUser, web_session.principal_id)
+    # The staff member with their school and municipality in one query: every child-data page
+    # names them in the audit log (`service.actor_for`), which then finds both in the session.
+    found = session.exec(
+        select(StaffUser, School, Municipality)
+        .outerjoin(School, col(School.id) == StaffUser.school_id)
+        .outerjoin(Municipality, col(Municipality.id) == StaffUser.municipality_id)
+        .where(StaffUser.id == web_session.principal_id)
+    ).first()
+    staff, school, municipality = found if found is not None else (None, None, None)
     if staff is None or not staff.is_active:
         # A disabled account's sessions were ended when it was disabled; this closes the gap
         # for a session resumed in the same instant.
         web_session.ended_at = utcnow()
         session.add(web_session)
         raise SignInRequired("このアカウントは利用できません。 / This account is disabled.")
-    return SignedIn(staff=staff, rule=rule_for(staff), web_session=web_session)
+    return SignedIn(
+        staff=staff, rule=rule_for(staff), web_session=web_session, school=school, municipality=municipality
+    )
 
 
 CurrentStaff = Annotated[SignedIn, Depends(signed_in_staff)]

@@ -121,22 +121,27 @@ def homerooms_in_reach(*, session: Session, staff: StaffUser) -> Sequence[Homero
     """Homerooms whose children the staff member may reach (for the queue's filter). A
     municipality-wide reach spans thousands of homerooms: no list for it (the filter by
     ?homeroom= still works)."""
-    if MATRIX[staff.role].reach not in (Reach.homeroom, Reach.school):
+    reach = MATRIX[staff.role].reach
+    if reach not in (Reach.homeroom, Reach.school):
         return []
     in_reach = select(Student.homeroom_id).where(reach_clause(staff), col(Student.homeroom_id).is_not(None))
-    return session.exec(
-        select(Homeroom)
-        .where(col(Homeroom.id).in_(in_reach))
-        .order_by(col(Homeroom.grade), col(Homeroom.name))
-    ).all()
+    statement = select(Homeroom).where(col(Homeroom.id).in_(in_reach))
+    if reach is Reach.school:
+        # The school's own homerooms first: PostgreSQL otherwise guesses a homeroom per child
+        # and reads every homeroom of the city to match a school's few.
+        statement = statement.where(Homeroom.school_id == staff.school_id)
+    return session.exec(statement.order_by(col(Homeroom.grade), col(Homeroom.name))).all()
 
 
-def schools_in_reach(*, session: Session, staff: StaffUser) -> Sequence[School]:
-    """For a municipality-wide reach: the schools whose weekly queue the staff member may open."""
+def schools_in_reach(*, session: Session, staff: StaffUser) -> Sequence[sa.Row[tuple[int | None, str]]]:
+    """For a municipality-wide reach: the schools whose weekly queue the staff member may open,
+    as (id, name) rows: a city has hundreds, listed on every queue page."""
     if MATRIX[staff.role].reach is not Reach.municipality:
         return []
-    return session.exec(
-        select(School).where(School.municipality_id == staff.municipality_id).order_by(col(School.code))
+    return session.execute(
+        sa.select(col(School.id), col(School.name))
+        .where(col(School.municipality_id) == staff.municipality_id)
+        .order_by(col(School.code))
     ).all()
 
 

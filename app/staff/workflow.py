@@ -339,6 +339,16 @@ class Queue:
 PAGE_SIZE = 50
 COUNT_BOUND = 1_000
 
+_ASSIGNEE = aliased(StaffUser)
+_ROWS = (
+    select(Alert, Student, col(Homeroom.name), col(_ASSIGNEE.display_name))
+    .join(Student, col(Student.id) == Alert.student_id)
+    .outerjoin(Homeroom, col(Homeroom.id) == Student.homeroom_id)
+    .outerjoin(_ASSIGNEE, col(_ASSIGNEE.id) == Alert.assignee_id)
+)
+"""Alerts with their child, the child's homeroom and the assignee's name: a queue row's every
+part in one query (built once: composing it cost more than PostgreSQL took to run it)."""
+
 
 def queue_school(*, session: Session, staff: StaffUser, school_id: int | None) -> int | None:
     """Whose weekly queue the page shows: the staff member's school; for a municipality-wide
@@ -370,7 +380,8 @@ def queue(
     a "more" list; the other open alerts follow, highest score first, a page at a time.
     Filters narrow every list without moving the line."""
     school = queue_school(session=session, staff=staff, school_id=school_id)
-    if school is None and MATRIX[staff.role].reach is Reach.municipality:
+    city_wide = school is None and MATRIX[staff.role].reach is Reach.municipality
+    if city_wide:
         # Every open alert of the municipality: ask of each alert, highest score first (the
         # score index), whether its child is in reach, and stop at a page. Joined the other
         # way round, both databases read every child of the city first (0.5 s at 250,000).
@@ -390,7 +401,7 @@ def queue(
     if assignee_id is not None:
         conditions.append(col(Alert.assignee_id) == assignee_id)
 
-    weekly_pairs: list[tuple[Alert, Student, Band]] = []
+    weekly_pairs: list[tuple[Alert, Student, str | None, str | None, Band]] = []
     weekly = None
     if school is not None:
         # The weekly queue holds the new alerts with evidence; the rest are listed below it.
@@ -405,27 +416,31 @@ def queue(
                 homeroom_id=homeroom_id,
                 assignee_id=assignee_id,
             )
-    joined = select(Alert, Student).join(Student, col(Student.id) == Alert.student_id).where(*conditions)
-    # Counted up to a bound: past it the page says "more than" and asks for a filter, rather
-    # than counting every open alert of a city on every page load.
-    counted = (
-        select(Alert.id)
-        .join(Student, col(Student.id) == Alert.student_id)
-        .where(*conditions)
-        .limit(COUNT_BOUND + 1)
-        .subquery()
+    ranked = (
+        _ROWS.where(*conditions)
+        .order_by(col(Alert.score).desc(), col(Alert.opened_at), col(Alert.id))
+        .limit(PAGE_SIZE)
     )
-    total = session.exec(select(sa.func.count()).select_from(counted)).one()
+    first_page = page <= 1
+    listed = session.exec(ranked).all() if first_page else []
+    if first_page and len(listed) < PAGE_SIZE:
+        # The whole list fits on the first page: it is its own count.
+        total = len(listed)
+    else:
+        # Counted up to a bound: past it the page says "more than" and asks for a filter,
+        # rather than counting every open alert of a city on every page load. The child is
+        # joined only when a condition reads it (a city-wide reach asks of each alert instead).
+        counted = select(Alert.id)
+        if homeroom_id is not None or not city_wide:
+            counted = counted.join(Student, col(Student.id) == Alert.student_id)
+        total = session.exec(
+            select(sa.func.count()).select_from(counted.where(*conditions).limit(COUNT_BOUND + 1).subquery())
+        ).one()
     pages = max(1, -(-min(total, COUNT_BOUND) // PAGE_SIZE))
     page = min(max(page, 1), pages)
-    listed = session.exec(
-        joined.order_by(col(Alert.score).desc(), col(Alert.opened_at), col(Alert.id))
-        .offset((page - 1) * PAGE_SIZE)
-        .limit(PAGE_SIZE)
-    ).all()
-    pairs = [(alert, student, band) for alert, student, band in weekly_pairs] + [
-        (alert, student, None) for alert, student in listed
-    ]
+    if not first_page:
+        listed = session.exec(ranked.offset((page - 1) * PAGE_SIZE)).all()
+    pairs = [*weekly_pairs, *((alert, child, room, person, None) for alert, child, room, person in listed)]
     rows = _queue_rows(session, staff, pairs)
     review = None
     if weekly is not None:
@@ -457,7 +472,7 @@ def _weekly_rows(
     category: Category | None,
     homeroom_id: int | None,
     assignee_id: int | None,
-) -> list[tuple[Alert, Student, Band]]:
+) -> list[tuple[Alert, Student, str | None, str | None, Band]]:
     """The weekly queue's alerts in its order, with their children, narrowed to the staff
     member's reach (a homeroom teacher sees their own class's part) and the filters."""
     banded = [
@@ -465,29 +480,35 @@ def _weekly_rows(
         *((alert, Band.sampled) for alert in weekly.sampled),
         *((alert, Band.more) for alert in weekly.more),
     ]
-    ids = {alert.student_id for alert, _band in banded}
-    students = {
-        student.id: student
-        for student in session.exec(select(Student).where(col(Student.id).in_(ids), reach_clause(staff)))
+    if not banded:
+        return []
+    ids = [alert.id for alert, _band in banded]
+    in_reach = {
+        alert.id: (student, homeroom_name, assignee_name)
+        for alert, student, homeroom_name, assignee_name in session.exec(
+            _ROWS.where(col(Alert.id).in_(ids), reach_clause(staff))
+        )
     }
     return [
-        (alert, students[alert.student_id], band)
+        (alert, *in_reach[alert.id], band)
         for alert, band in banded
-        if alert.student_id in students
+        if alert.id in in_reach
         and (category is None or alert.category == category)
-        and (homeroom_id is None or students[alert.student_id].homeroom_id == homeroom_id)
+        and (homeroom_id is None or in_reach[alert.id][0].homeroom_id == homeroom_id)
         and (assignee_id is None or alert.assignee_id == assignee_id)
     ]
 
 
 def _queue_rows(
-    session: Session, staff: StaffUser, pairs: Sequence[tuple[Alert, Student, Band | None]]
+    session: Session,
+    staff: StaffUser,
+    rows: Sequence[tuple[Alert, Student, str | None, str | None, Band | None]],
 ) -> list[QueueRow]:
     # Consent for the listed children, in one bulk call that audits each use: only the
     # categories behind the listed alerts' rules, which is what a row of the queue stands on.
-    ids = sorted({student.id for _alert, student, _band in pairs if student.id is not None})
+    ids = sorted({student.id for _alert, student, *_rest in rows if student.id is not None})
     wanted = MATRIX[staff.role].categories & frozenset().union(
-        *(category_scopes().get(alert.category, frozenset()) for alert, _student, _band in pairs)
+        *(category_scopes().get(alert.category, frozenset()) for alert, *_rest in rows)
     )
     shared: dict[int, dict[Scope, int]] = {}
     if ids and wanted:
@@ -498,27 +519,18 @@ def _queue_rows(
             purpose=PURPOSE,
             student_ids=ids,
         )
-    room_ids = {student.homeroom_id for _a, student, _b in pairs if student.homeroom_id}
-    homerooms = {
-        room.id: room.name for room in session.exec(select(Homeroom).where(col(Homeroom.id).in_(room_ids)))
-    }
-    assignee_ids = {alert.assignee_id for alert, _s, _b in pairs if alert.assignee_id}
-    assignees = {
-        person.id: person.display_name
-        for person in session.exec(select(StaffUser).where(col(StaffUser.id).in_(assignee_ids)))
-    }
     return [
         QueueRow(
             alert=alert,
             student=student,
-            homeroom_name=homerooms.get(student.homeroom_id, "") if student.homeroom_id else "",
-            assignee_name=assignees.get(alert.assignee_id, "") if alert.assignee_id else "",
+            homeroom_name=homeroom_name or "",
+            assignee_name=assignee_name or "",
             shared=bool(
                 set(shared.get(student.id or 0, {})) & category_scopes().get(alert.category, frozenset())
             ),
             band=band,
         )
-        for alert, student, band in pairs
+        for alert, student, homeroom_name, assignee_name, band in rows
     ]
 
 
