@@ -16,7 +16,7 @@ from app.audit.models import Outcome
 from app.core.errors import Forbidden
 from app.core.types import utcnow
 from app.roster.models import Homeroom, Municipality, School, StaffUser, Student
-from app.staff.access import MATRIX, Reach, child_in_reach
+from app.staff.access import MATRIX, Reach, child_and_homeroom_in_reach, child_in_reach
 from app.staff.models import ObservationCategory, StaffObservation
 from consent import policy
 from consent.scopes import Purpose, Scope
@@ -80,7 +80,7 @@ def open_child(
 ) -> ChildView:
     """Open a child for a staff member: NotFound outside reach; then the consent decides each
     category the role may see, and every allowed use is written to the audit log."""
-    student = child_in_reach(session=session, staff=staff, student_id=student_id)
+    student, homeroom = child_and_homeroom_in_reach(session=session, staff=staff, student_id=student_id)
     rule = MATRIX[staff.role]
     wanted = rule.categories if categories is None else rule.categories & frozenset(categories)
     shared: dict[Scope, int] = {}
@@ -93,7 +93,6 @@ def open_child(
             student_ids=[student_id],
         )
         shared = allowed.get(student_id, {})
-    homeroom = session.get(Homeroom, student.homeroom_id) if student.homeroom_id is not None else None
     return ChildView(student=student, homeroom=homeroom, shared=shared, role_categories=rule.categories)
 
 

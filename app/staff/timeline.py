@@ -144,18 +144,20 @@ def build(*, session: Session, view: ChildView, end: date, weeks: int = WEEKS) -
             )
         ]
     if view.sees(Scope.school_nurse_visits):
-        for visit in session.exec(
-            select(NurseVisit).where(NurseVisit.student_id == sid).order_by(col(NurseVisit.visited_at))
+        for visited_at, complaint, went_home in session.exec(
+            select(col(NurseVisit.visited_at), col(NurseVisit.complaint), col(NurseVisit.sent_home))
+            .where(NurseVisit.student_id == sid)
+            .order_by(col(NurseVisit.visited_at))
         ):
-            visit_day = _local_day(visit.visited_at)
+            visit_day = _local_day(visited_at)
             if start <= visit_day <= end:
-                sent_home = "（早退）" if visit.sent_home else ""
-                timeline.nurse.append((visit_day, f"{visit.complaint.value}{sent_home}"))
+                sent_home = "（早退）" if went_home else ""
+                timeline.nurse.append((visit_day, f"{complaint.value}{sent_home}"))
     if view.sees(Scope.school_learning):
         timeline.learning = [
-            (row.week_start, row.sign_in_days)
-            for row in session.exec(
-                select(LearningActivity)
+            (week_start, sign_in_days)
+            for week_start, sign_in_days in session.exec(
+                select(col(LearningActivity.week_start), col(LearningActivity.sign_in_days))
                 .where(
                     LearningActivity.student_id == sid,
                     col(LearningActivity.week_start) >= start,
@@ -165,18 +167,25 @@ def build(*, session: Session, view: ChildView, end: date, weeks: int = WEEKS) -
             )
         ]
     if view.sees(Scope.school_grades):
-        for grade in session.exec(select(GradeRecord).where(GradeRecord.student_id == sid)):
-            month, day_of_month = TERM_END[grade.term]
-            year = grade.school_year + (1 if grade.term == 3 else 0)
+        for school_year, term, subject, score in session.exec(
+            select(
+                col(GradeRecord.school_year),
+                col(GradeRecord.term),
+                col(GradeRecord.subject),
+                col(GradeRecord.score),
+            ).where(GradeRecord.student_id == sid)
+        ):
+            month, day_of_month = TERM_END[term]
+            year = school_year + (1 if term == 3 else 0)
             term_end = date(year, month, day_of_month)
-            if start <= term_end <= end and grade.score is not None:
-                timeline.grades.append((term_end, grade.subject, float(grade.score)))
+            if start <= term_end <= end and score is not None:
+                timeline.grades.append((term_end, subject, float(score)))
         timeline.grades.sort()
     if view.sees(Scope.school_fees):
         timeline.fees = [
-            (row.month, row.arrears)
-            for row in session.exec(
-                select(FeeStatus)
+            (month, arrears)
+            for month, arrears in session.exec(
+                select(col(FeeStatus.month), col(FeeStatus.arrears))
                 .where(FeeStatus.student_id == sid, col(FeeStatus.month) >= start.replace(day=1))
                 .where(col(FeeStatus.month) <= end)
                 .order_by(col(FeeStatus.month))
@@ -184,9 +193,9 @@ def build(*, session: Session, view: ChildView, end: date, weeks: int = WEEKS) -
         ]
     if view.sees(Scope.school_aid):
         timeline.aid = [
-            (row.school_year, row.status.value)
-            for row in session.exec(
-                select(SchoolAidStatus)
+            (school_year, status.value)
+            for school_year, status in session.exec(
+                select(col(SchoolAidStatus.school_year), col(SchoolAidStatus.status))
                 .where(SchoolAidStatus.student_id == sid)
                 .order_by(col(SchoolAidStatus.school_year))
             )
@@ -234,22 +243,23 @@ def _household_facts(info: HouseholdInfo) -> list[str]:
 
 def _people_side(*, session: Session, timeline: Timeline) -> None:
     sid = timeline.view.student.id
-    alerts = {alert.id: alert for alert in session.exec(select(Alert).where(Alert.student_id == sid))}
-    if alerts:
-        for event in session.exec(
-            select(AlertEvent).where(col(AlertEvent.alert_id).in_(list(alerts))).order_by(col(AlertEvent.at))
-        ):
-            day = _local_day(event.at)
-            if not timeline.start <= day <= timeline.end:
-                continue
-            category = CATEGORY_WORDING[alerts[event.alert_id].category].ja
-            if event.kind is AlertEventKind.opened:
-                text = f"アラート（{category}）"
-            elif event.kind is AlertEventKind.status_changed and event.to_status is not None:
-                text = f"{category}: {ALERT_STATUS_WORDING[event.to_status].ja}"
-            else:
-                continue
-            timeline.alerts.append(Event(day, "アラート・対応", text))
+    for at, kind, to_status, alert_category in session.exec(
+        select(col(AlertEvent.at), col(AlertEvent.kind), col(AlertEvent.to_status), col(Alert.category))
+        .join(Alert, col(Alert.id) == AlertEvent.alert_id)
+        .where(Alert.student_id == sid)
+        .order_by(col(AlertEvent.at))
+    ):
+        day = _local_day(at)
+        if not timeline.start <= day <= timeline.end:
+            continue
+        category = CATEGORY_WORDING[alert_category].ja
+        if kind is AlertEventKind.opened:
+            text = f"アラート（{category}）"
+        elif kind is AlertEventKind.status_changed and to_status is not None:
+            text = f"{category}: {ALERT_STATUS_WORDING[to_status].ja}"
+        else:
+            continue
+        timeline.alerts.append(Event(day, "アラート・対応", text))
     for action in session.exec(select(SupportAction).where(SupportAction.student_id == sid)):
         planned = _local_day(action.created_at)
         if timeline.start <= planned <= timeline.end:
