@@ -176,7 +176,9 @@ _ATTENDANCE_STEMS = (
 )
 
 
-def _family_attendance(base: sa.CTE, period: Period, wanted: Collection[str]) -> sa.Select[Any]:
+def _family_attendance(
+    base: sa.CTE, period: Period, wanted: Collection[str], latest: list[tuple[int, date, int]]
+) -> sa.Select[Any]:
     used = _used(wanted, *_ATTENDANCE_STEMS)
     windows = _school_windows(period, used)
     a = _attendance.c
@@ -230,7 +232,7 @@ def _family_attendance(base: sa.CTE, period: Period, wanted: Collection[str]) ->
         .outerjoin(marks, marks.c.student_id == base.c.id)
     )
     if "consecutive_absence_days" in wanted:
-        run = _consecutive_absences(base, period)
+        run = _consecutive_absences(base, period, latest)
         # Before a transfer student's first day here, attendance is unknown, not present.
         earlier_day_enrolled = sa.exists().where(
             _school_day.c.school_id == base.c.school_id,
@@ -248,12 +250,31 @@ def _family_attendance(base: sa.CTE, period: Period, wanted: Collection[str]) ->
     return query.order_by(base.c.id)
 
 
-def _consecutive_absences(base: sa.CTE, period: Period) -> sa.CTE:
+def _latest_school_days(connection: sa.Connection, period: Period) -> list[tuple[int, date, int]]:
+    """Each school's latest school day on or before the as-of day, and its ordinal in the year."""
+    day = _school_day.c.day
+    return [
+        (school_id, latest, n)
+        for school_id, latest, n in connection.execute(
+            sa.select(_school_day.c.school_id, sa.func.max(day), sa.func.count())
+            .where(day <= period.as_of)
+            .group_by(_school_day.c.school_id)
+        )
+    ]
+
+
+def _consecutive_absences(base: sa.CTE, period: Period, latest: list[tuple[int, date, int]]) -> sa.CTE:
     """The run of absent school days ending on the school's latest school day (excused days
     neither count nor break it), for the few children absent or excused on that day.
 
     Gaps and islands: over a child's absent-or-excused days numbered by school-day ordinal,
     ordinal − row_number() is constant within a run of consecutive school days.
+
+    LATEST (`_latest_school_days`) comes in as literal rows, and the candidates' marks are found
+    by one range of the day index: PostgreSQL could not estimate these rows when they came from
+    a CTE, joined each school's latest day to every school's marks of that day (84 times the
+    rows at 50,000 children) and then nested-looped the ordinals (a full run's attendance query
+    took 5 to 10 s instead of 1).
     """
     ordinal = (
         sa.select(
@@ -266,23 +287,25 @@ def _consecutive_absences(base: sa.CTE, period: Period) -> sa.CTE:
         .where(_school_day.c.day <= period.as_of)
         .cte("ordinal")
     )
-    latest = (
-        sa.select(ordinal.c.school_id, sa.func.max(ordinal.c.n).label("n"))
-        .group_by(ordinal.c.school_id)
-        .cte("latest")
-    )
     a = _attendance.c
     away = a.mark.in_([AttendanceMark.absent, AttendanceMark.excused])
+    if not latest:
+        latest = [(0, period.as_of, 0)]  # no school day yet: no school, so no child matches
     latest_day = (
-        sa.select(ordinal.c.school_id, ordinal.c.day, ordinal.c.n)
-        .join(latest, sa.and_(latest.c.school_id == ordinal.c.school_id, latest.c.n == ordinal.c.n))
+        sa.values(
+            sa.column("school_id", sa.Integer),
+            sa.column("day", sa.Date),
+            sa.column("n", sa.Integer),
+            name="latest_day",
+        )
+        .data(latest)
         .cte("latest_day")
     )
     candidates = (
         sa.select(base.c.id.label("student_id"), base.c.school_id, latest_day.c.n.label("latest_n"))
         .join(latest_day, latest_day.c.school_id == base.c.school_id)
         .join(_attendance, sa.and_(a.student_id == base.c.id, a.day == latest_day.c.day))
-        .where(away)
+        .where(away, a.day >= min(day for _, day, _ in latest), a.day <= period.as_of)
         .distinct()
         .cte("candidates")
     )
@@ -713,7 +736,6 @@ def _family_observations(base: sa.CTE, period: Period, wanted: Collection[str]) 
 
 
 _FAMILIES: dict[Family, Callable[[sa.CTE, Period, Collection[str]], sa.Select[Any]]] = {
-    Family.attendance: _family_attendance,
     Family.nurse: _family_nurse,
     Family.mood: _family_mood,
     Family.learning: _family_learning,
@@ -750,6 +772,9 @@ def compute_features(
         # These queries' estimated costs pass jit_above_cost, and compiling them took seconds
         # (more than running them) on a loaded machine; for this transaction only.
         connection.execute(sa.text("SET LOCAL jit = off"))
+        # A city's aggregates and sorts spilled to disk with the default 4 MB per sort or hash
+        # (every family query at 50,000 children); for this transaction only.
+        connection.execute(sa.text("SET LOCAL work_mem = '128MB'"))
     if student_ids is None:
         return _compute(connection, period, features, None)
     ids = sorted(set(student_ids))
@@ -829,7 +854,12 @@ def _compute(
     for name in features:
         by_family.setdefault(FEATURES[name].family, []).append(name)
     for family, names in by_family.items():
-        result = connection.execute(_FAMILIES[family](base, period, set(names)))
+        if family is Family.attendance:
+            latest = _latest_school_days(connection, period) if "consecutive_absence_days" in names else []
+            query = _family_attendance(base, period, set(names), latest)
+        else:
+            query = _FAMILIES[family](base, period, set(names))
+        result = connection.execute(query)
         keys = list(result.keys())[1:]
         rows = result.all()
         if len(rows) != len(ids):
