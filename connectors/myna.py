@@ -374,7 +374,11 @@ def _store(
     # (its `asOf`) is dropped unstored, as the school sources drop theirs. The portal returns the
     # latest record per category and cannot be asked for a range, so this is the earliest point.
     first_day = policy.data_from(session=session, grant_ids=set(grants.values()))
-    held = quarantines.known_digests(session=session, source=Source.myna_portal, partition=run.partition)
+    held = set().union(
+        *quarantines.known_digests(
+            session=session, source=Source.myna_portal, partition=run.partition
+        ).values()
+    )
     households: list[HouseholdRecord] = []
     benefits: list[BenefitRecord] = []
     entries: dict[str, list[quarantines.Entry]] = {}

@@ -45,19 +45,18 @@ def digest(record_ref: str | None, payload: str) -> str:
     return hashlib.sha256(f"{record_ref or ''}\n{payload}".encode()).hexdigest()
 
 
-def known_digests(
-    *, session: Session, source: Source, partition: str, resource: str | None = None
-) -> set[str]:
-    """The digests already quarantined for a source's partition (one school), or one resource of it."""
+def known_digests(*, session: Session, source: Source, partition: str) -> dict[str, set[str]]:
+    """The digests already quarantined for a source's partition (one school), by resource."""
     query = (
-        sa.select(TABLE.c.payload_digest)
+        sa.select(TABLE.c.resource, TABLE.c.payload_digest)
         .join(_RUN, _RUN.c.id == TABLE.c.sync_run_id)
         .where(TABLE.c.source == source, _RUN.c.partition == partition, TABLE.c.payload_digest.is_not(None))
         .distinct()
     )
-    if resource is not None:
-        query = query.where(TABLE.c.resource == resource)
-    return {value for (value,) in session.execute(query)}
+    held: dict[str, set[str]] = {}
+    for resource, value in session.execute(query):
+        held.setdefault(resource, set()).add(value)
+    return held
 
 
 def save(*, session: Session, run_id: int, source: Source, resource: str, entries: Sequence[Entry]) -> None:

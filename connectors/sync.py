@@ -176,8 +176,8 @@ class RunContext:
         self.allowed: dict[int, dict[Scope, int]] = {}  # student id → scope → grant id
         self.data_from: dict[int, date] = {}  # grant id → the first day it covers, where set
         self.stopped: set[int] = set()  # children whose grant stopped during the run
-        self.stopped_checked_at = run.started_at
         self.held: dict[str, set[str]] = {}  # resource → digests of payloads in quarantine
+        self.cursors: dict[str, SyncCursor] = {}  # resource → where the last complete run stopped
 
     async def db(self, work: Callable[[Session], T]) -> T:
         def in_transaction() -> T:
@@ -231,20 +231,29 @@ class RunContext:
                 self.stopped.add(stopped.student_id)
         return self.stopped
 
-    def cursor(self, session: Session, resource: str) -> SyncCursor:
-        cursor = session.exec(
-            select(SyncCursor).where(
-                SyncCursor.source == self.source,
-                SyncCursor.resource == resource,
-                SyncCursor.partition == self.school_code,
+    def load_checkpoints(self, session: Session) -> None:
+        """Every resource's cursor and quarantined digests, read once when the run starts: read
+        per resource, these small reads were a transaction each, much of a run with nothing new."""
+        self.cursors = {
+            cursor.resource: cursor
+            for cursor in session.exec(
+                select(SyncCursor).where(
+                    SyncCursor.source == self.source, SyncCursor.partition == self.school_code
+                )
             )
-        ).first()
-        if cursor is None:
+        }
+        for cursor in self.cursors.values():
+            # SQLite keeps no offset: positions are stored as UTC wall-clock.
+            if cursor.position is not None and cursor.position.tzinfo is None:
+                cursor.position = cursor.position.replace(tzinfo=UTC)
+        self.held = quarantines.known_digests(session=session, source=self.source, partition=self.school_code)
+
+    def cursor(self, resource: str) -> SyncCursor:
+        """Where RESOURCE stood when the run started (a new cursor if it was never synced)."""
+        found = self.cursors.get(resource)
+        if found is None:
             return SyncCursor(source=self.source, resource=resource, partition=self.school_code)
-        # SQLite keeps no offset: positions are stored as UTC wall-clock.
-        if cursor.position is not None and cursor.position.tzinfo is None:
-            cursor.position = cursor.position.replace(tzinfo=UTC)
-        return cursor
+        return found
 
     def since_for(self, cursor: SyncCursor) -> datetime | None:
         if self.since is not None:
@@ -252,18 +261,20 @@ class RunContext:
         return None if cursor.position is None else cursor.position - self.overlap
 
     def save_cursor(self, session: Session, resource: str, position: datetime | None, watermark: int) -> None:
-        cursor = self.cursor(session, resource)
+        # Read again rather than merged: the watermark only grows, whoever moved it meanwhile.
+        cursor = session.exec(
+            select(SyncCursor).where(
+                SyncCursor.source == self.source,
+                SyncCursor.resource == resource,
+                SyncCursor.partition == self.school_code,
+            )
+        ).first() or SyncCursor(source=self.source, resource=resource, partition=self.school_code)
         cursor.position = position
         cursor.grant_watermark = max(cursor.grant_watermark, watermark)
         cursor.sync_run_id = self.run_id
         cursor.updated_at = utcnow()
         session.add(cursor)
         session.flush()
-
-    def load_quarantined(self, session: Session, resource: str) -> None:
-        self.held[resource] = quarantines.known_digests(
-            session=session, source=self.source, resource=resource, partition=self.school_code
-        )
 
     def save_quarantine(self, session: Session, resource: str, items: list[Entry]) -> None:
         quarantines.save(
@@ -376,11 +387,7 @@ async def _stream(pages: AsyncIterator[Page], ctx: RunContext, on_page: Callable
 
 
 async def sync_roster(ctx: RunContext) -> None:
-    def prepare(session: Session) -> SyncCursor:
-        ctx.load_quarantined(session, ROSTER)
-        return ctx.cursor(session, ROSTER)
-
-    cursor = await ctx.db(prepare)
+    cursor = ctx.cursor(ROSTER)
     buffer = Buffer()
     progress = Progress()
     users: dict[str, RosterStudent] = {}
@@ -479,11 +486,7 @@ async def sync_resource(ctx: RunContext, resource: Resource) -> None:
     if not allowed:
         return  # no child of this school allows the category: nothing is asked for
 
-    def prepare(session: Session) -> SyncCursor:
-        ctx.load_quarantined(session, resource.name)
-        return ctx.cursor(session, resource.name)
-
-    cursor = await ctx.db(prepare)
+    cursor = ctx.cursor(resource.name)
     since = ctx.since_for(cursor)
     numbers = {sid: number for number, sid in ctx.students.items()}
     fresh = sorted(sid for sid, grant in allowed.items() if since is None or grant > cursor.grant_watermark)
@@ -656,7 +659,12 @@ async def _flushing(
 
 async def execute(ctx: RunContext) -> SyncStatus:
     """Run the sync of one claimed run to its end; the status it ended with."""
-    await ctx.db(ctx.load_school)
+
+    def prepare(session: Session) -> None:
+        ctx.load_school(session)
+        ctx.load_checkpoints(session)
+
+    await ctx.db(prepare)
     resources = RESOURCES[ctx.source]
     roster_ok = True
     if ctx.source is Source.school_affairs:
