@@ -67,6 +67,22 @@ def make_student_in(session: Session, homeroom: Homeroom, ref: str, family: str,
     return student
 
 
+def make_child_of_another_city(session: Session) -> Student:
+    """A child of another municipality: out of reach even for a case worker."""
+    municipality = Municipality(code="999993", name="よその市")
+    session.add(municipality)
+    session.flush()
+    school = School(
+        municipality_id=municipality.id or 0, code="T-X1", name="よその小学校", kind=SchoolKind.elementary
+    )
+    session.add(school)
+    session.flush()
+    room = Homeroom(school_id=school.id or 0, school_year=2026, grade=5, name="5年1組")
+    session.add(room)
+    session.flush()
+    return make_student_in(session, room, "X-1", "鈴木", "三郎")
+
+
 def build_roster(session: Session) -> Roster:
     """The roster, in any session (the tests' rolled-back one, or a live server's database)."""
     municipality = Municipality(code="999991", name="つなぐ市")

@@ -23,11 +23,7 @@ from starlette.routing import BaseRoute
 
 from app.main import create_app
 from app.roster.models import (
-    Homeroom,
-    Municipality,
-    School,
     SchoolDay,
-    SchoolKind,
     StaffRole,
     StaffUser,
     Student,
@@ -40,7 +36,7 @@ from consent.models import Objection
 from consent.scopes import Purpose, Scope
 from rules.models import Alert, AlertStatus, Category
 from tests.factories import make_grant
-from tests.staff.conftest import HTML, Roster, make_alert, sign_in_directly
+from tests.staff.conftest import HTML, Roster, make_alert, make_child_of_another_city, sign_in_directly
 
 CHILD_PARAMS = {"student_id", "alert_id", "meeting_id", "action_id", "objection_id"}
 # The support-resource directory (notify) lives under /staff/ but holds no child data.
@@ -191,36 +187,6 @@ def test_every_list_route_exists() -> None:
     assert staff_lists - set(LISTS) <= {"/staff/", "/staff/sign-in", "/staff/sign-out"}
 
 
-def _stranger(session: Session) -> Student:
-    """A child of another municipality: out of reach even for a case worker."""
-    municipality = Municipality(code="999993", name="よその市")
-    session.add(municipality)
-    session.flush()
-    school = School(
-        municipality_id=municipality.id or 0, code="T-X1", name="よその小学校", kind=SchoolKind.elementary
-    )
-    session.add(school)
-    session.flush()
-    room = Homeroom(school_id=school.id or 0, school_year=2026, grade=5, name="5年1組")
-    session.add(room)
-    session.flush()
-    student = Student(
-        school_id=school.id or 0,
-        homeroom_id=room.id,
-        school_student_id="X-1",
-        family_name="鈴木",
-        given_name="三郎",
-        family_name_kana="スズキ",
-        given_name_kana="サブロウ",
-        birth_date=date(2014, 5, 1),
-        grade=5,
-        enrolled_on=date(2021, 4, 1),
-    )
-    session.add(student)
-    session.flush()
-    return student
-
-
 def _staff(session: Session, roster: Roster, role: StaffRole) -> StaffUser:
     """A staff member placed so that `roster.child` is in reach (no password: signed in directly)."""
     rule = MATRIX[role]
@@ -243,7 +209,7 @@ def _target(
     if situation is Situation.out_of_reach:
         student = {
             StaffRole.homeroom_teacher: roster.classmate_elsewhere,
-            StaffRole.case_worker: _stranger(session),
+            StaffRole.case_worker: make_child_of_another_city(session),
         }.get(role, roster.far_child)
     else:
         student = roster.child

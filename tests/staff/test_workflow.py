@@ -10,7 +10,7 @@ from sqlmodel import Session, col, select
 
 from app.audit import service as audit
 from app.audit.models import AuditEntry
-from app.roster.models import Homeroom, Municipality, School, SchoolKind, StaffRole
+from app.roster.models import StaffRole
 from app.staff import workflow
 from app.staff.models import CaseMeeting, SupportAction
 from app.staff.web import local_today
@@ -18,7 +18,15 @@ from consent.scopes import Scope
 from notify.models import ResourceKind, SupportResource
 from rules.models import Alert, AlertEvent, AlertEventKind, AlertStatus, Category, ReviewCapacity
 from tests.factories import make_grant
-from tests.staff.conftest import HTML, Roster, make_alert, make_staff, make_student_in, sign_in_directly
+from tests.staff.conftest import (
+    HTML,
+    Roster,
+    make_alert,
+    make_child_of_another_city,
+    make_staff,
+    make_student_in,
+    sign_in_directly,
+)
 
 
 async def _post(client: httpx.AsyncClient, url: str, csrf: str, **data: str) -> httpx.Response:
@@ -242,18 +250,7 @@ async def test_queue_is_the_weekly_review_with_a_sample_and_a_more_list(
 async def test_city_wide_queue_ranks_every_school_and_bounds_its_count(
     client: httpx.AsyncClient, session: Session, roster: Roster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    elsewhere = Municipality(code="999992", name="となり市")
-    session.add(elsewhere)
-    session.flush()
-    other_city_school = School(
-        municipality_id=elsewhere.id or 0, code="T-X1", name="となり小学校", kind=SchoolKind.elementary
-    )
-    session.add(other_city_school)
-    session.flush()
-    other_room = Homeroom(school_id=other_city_school.id or 0, school_year=2026, grade=5, name="5年1組")
-    session.add(other_room)
-    session.flush()
-    outside = make_alert(session, make_student_in(session, other_room, "X-1", "隣", "一"), score=9.5)
+    outside = make_alert(session, make_child_of_another_city(session), score=9.5)
     ranked = [
         make_alert(session, roster.child, score=9),
         make_alert(session, roster.far_child, score=7, status=AlertStatus.under_review),
