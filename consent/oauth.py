@@ -13,6 +13,8 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
+from types import SimpleNamespace
 from typing import Any, ClassVar
 from urllib.parse import urlencode
 
@@ -28,7 +30,6 @@ from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oauth2.rfc9207 import IssuerParameter
-from jose import jwt
 from joserfc import jwt as joserfc_jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
@@ -63,6 +64,23 @@ _ACTIVE_CLIENT = sa.select(_clients).where(
 _CODE_FOR_EXCHANGE = (
     sa.select(_codes).where(_codes.c.code_hash == sa.bindparam("code_hash")).with_for_update()
 )
+# A code exchange reads the code (locked, so two concurrent exchanges of one code cannot both
+# succeed), its client and its grant's state in one statement instead of three: on PostgreSQL
+# each was a round trip. The client's columns keep their names, as in _ACTIVE_CLIENT; the
+# code's and the grant's are labelled.
+_EXCHANGE = (
+    sa.select(
+        _clients,
+        *[c.label(f"code_{c.name}") for c in _codes.c],
+        _grants.c.status.label("grant_status"),
+        _grants.c.student_id.label("grant_student_id"),
+    )
+    .select_from(_codes.join(_clients, _codes.c.client_id == _clients.c.id))
+    .join(_grants, _codes.c.grant_id == _grants.c.id)
+    .where(_codes.c.code_hash == sa.bindparam("code_hash"))
+    .with_for_update(of=_codes)
+)
+_CODE_COLUMNS = [(c.name, f"code_{c.name}") for c in _codes.c]
 _CODE_USED = (
     sa.update(_codes).where(_codes.c.id == sa.bindparam("code_id")).values(used_at=sa.bindparam("now"))
 )
@@ -338,8 +356,10 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
 
     def query_authorization_code(self, code: str, client: OAuthClient) -> StoredCode | None:
         session = self.server.session
-        # Locked so two concurrent exchanges of one code cannot both succeed.
-        row = session.execute(_CODE_FOR_EXCHANGE, {"code_hash": digest(code)}).first()
+        row = self.server.exchange_code(code)
+        if row is None:
+            # Locked so two concurrent exchanges of one code cannot both succeed.
+            row = self.server.connection.execute(_CODE_FOR_EXCHANGE, {"code_hash": digest(code)}).first()
         if row is None or row.client_id != client.row.id:
             return None
         if row.used_at is not None:
@@ -353,7 +373,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
 
     def delete_authorization_code(self, authorization_code: StoredCode) -> None:
         # Kept, marked used: a second use must be recognised to revoke what the first issued.
-        self.server.session.execute(_CODE_USED, {"code_id": authorization_code.row.id, "now": utcnow()})
+        self.server.connection.execute(_CODE_USED, {"code_id": authorization_code.row.id, "now": utcnow()})
 
     def authenticate_user(self, authorization_code: StoredCode) -> ConsentingGuardian | None:
         row = authorization_code.row
@@ -503,6 +523,34 @@ class AuthorizationServer(AuthlibAuthorizationServer):  # type: ignore[misc]
         self.register_endpoint(Introspection)
         self.register_extension(_Issuer())
         self.register_token_generator("default", self._generate_token)
+        # Set by read_exchange: the presented code's row with its client and grant state.
+        self._exchange: sa.Row[Any] | None = None
+        self._exchange_hash: str | None = None
+        # The claims of the access token just generated, for save_token to store.
+        self._claims: dict[str, Any] = {}
+
+    @cached_property
+    def connection(self) -> sa.Connection:
+        """The session's connection, for Core statements: Session.execute adds ORM work that
+        statements returning plain rows don't need (a fifth of the token endpoint's CPU)."""
+        return self.session.connection()
+
+    def read_exchange(self, request: TsunaguRequest) -> None:
+        """For a code exchange, read the code, its client and its grant in one statement."""
+        data = request.payload.data
+        code = data.get("code")
+        if data.get("grant_type") != "authorization_code" or not code:
+            return
+        self._exchange_hash = digest(code)
+        self._exchange = self.connection.execute(_EXCHANGE, {"code_hash": self._exchange_hash}).first()
+
+    def exchange_code(self, code: str) -> Any:
+        """The code's row as read by read_exchange (attributes named as its columns), or None."""
+        row = self._exchange
+        if row is None or self._exchange_hash != digest(code):
+            return None
+        mapping = row._mapping
+        return SimpleNamespace(**{name: mapping[label] for name, label in _CODE_COLUMNS})
 
     # framework glue ------------------------------------------------------------------
     def create_oauth2_request(self, request: TsunaguRequest) -> TsunaguRequest:
@@ -526,14 +574,23 @@ class AuthorizationServer(AuthlibAuthorizationServer):  # type: ignore[misc]
 
     # storage ---------------------------------------------------------------------------
     def query_client(self, client_id: str) -> OAuthClient | None:
-        row = self.session.execute(_ACTIVE_CLIENT, {"client_id": client_id}).first()
-        return OAuthClient(row) if row else None
+        row = self._exchange
+        if row is None or row.client_id != client_id:
+            row = self.connection.execute(_ACTIVE_CLIENT, {"client_id": client_id}).first()
+        return OAuthClient(row) if row is not None and row.is_active else None
 
     def consenting(self, guardian_id: int, grant_id: int, scope: str) -> ConsentingGuardian | None:
-        grant = self.session.execute(_GRANT_STATE, {"grant_id": grant_id}).first()
-        if grant is None or grant.status is not GrantStatus.active:
+        row = self._exchange
+        if row is not None and row.code_grant_id == grant_id:
+            status, student_id = row.grant_status, row.grant_student_id
+        else:
+            grant = self.connection.execute(_GRANT_STATE, {"grant_id": grant_id}).first()
+            if grant is None:
+                return None
+            status, student_id = grant.status, grant.student_id
+        if status is not GrantStatus.active:
             return None
-        return ConsentingGuardian(guardian_id, grant_id, grant.student_id, scope)
+        return ConsentingGuardian(guardian_id, grant_id, student_id, scope)
 
     def _generate_token(
         self,
@@ -558,6 +615,7 @@ class AuthorizationServer(AuthlibAuthorizationServer):  # type: ignore[misc]
             "grant_id": user.grant_id,
             "child_id": user.student_id,
         }
+        self._claims = claims
         token: dict[str, Any] = {
             "token_type": "Bearer",
             "access_token": keys.sign_jwt(session=self.session, claims=claims, typ=ACCESS_TOKEN_TYP),
@@ -571,11 +629,11 @@ class AuthorizationServer(AuthlibAuthorizationServer):  # type: ignore[misc]
 
     def save_token(self, token: dict[str, Any], request: TsunaguRequest) -> None:
         user: ConsentingGuardian = request.user
-        claims = jwt.get_unverified_claims(token["access_token"])
+        claims = self._claims
         code = request.authorization_code
         previous: StoredToken | None = request.refresh_token
         now = utcnow()
-        self.session.execute(
+        self.connection.execute(
             _NEW_TOKEN,
             {
                 "client_id": request.client.row.id,
@@ -627,7 +685,9 @@ class AuthorizationServer(AuthlibAuthorizationServer):  # type: ignore[misc]
 
 def token_response(*, session: Session, request: TsunaguRequest) -> OAuthResponse:
     """The token endpoint's answer, in the request's transaction."""
-    response: OAuthResponse = AuthorizationServer(session=session).create_token_response(request)
+    server = AuthorizationServer(session=session)
+    server.read_exchange(request)
+    response: OAuthResponse = server.create_token_response(request)
     return response
 
 
