@@ -5,8 +5,10 @@ BIN := $(VENV)/bin
 # Debian packages the project needs: Chromium for browser tests, a Japanese font for PDFs
 # and screenshots.
 DEBIAN_PACKAGES := chromium fonts-noto-cjk
+# The benchmarks need wrk, the HTTP load generator of bench/consent.py.
+BENCH_DEBIAN_PACKAGES := wrk
 
-.PHONY: run test lint typecheck pytest bench system-deps clean
+.PHONY: run test lint typecheck pytest bench system-deps bench-deps clean
 
 run: $(VENV)/.installed
 	$(BIN)/tsunagu run
@@ -23,7 +25,7 @@ typecheck: $(VENV)/.installed-dev
 pytest: $(VENV)/.installed-dev
 	$(BIN)/pytest
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed bench-deps
 	@for b in bench/*.py; do $(BIN)/python $$b; done
 
 $(VENV)/bin/python:
@@ -38,9 +40,10 @@ $(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(VENV)/.installed $@
 
-# Installs only what is missing; needs root or sudo (CI and the dev machines run as root).
-system-deps:
-	@missing=""; for p in $(DEBIAN_PACKAGES); do \
+# Installs only the Debian packages of $(1) that are missing; needs root or sudo (CI and the
+# dev machines run as root).
+define install_debian
+	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -48,6 +51,13 @@ system-deps:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
+endef
+
+system-deps:
+	$(call install_debian,$(DEBIAN_PACKAGES))
+
+bench-deps:
+	$(call install_debian,$(BENCH_DEBIAN_PACKAGES))
 
 clean:
 	rm -rf $(VENV) var/*.db var/*.db-* .mypy_cache .ruff_cache .pytest_cache

@@ -1,7 +1,7 @@
 """Consent benchmark: policy decisions in process, full token exchanges over loopback HTTP under
 uvicorn, and the time from a guardian's revoke to the partner API refusing; one JSON line.
 
-    python bench/consent.py [--children 1000] [--exchanges 2000] [--workers 2] [--concurrency 16]
+    python bench/consent.py [--children 1000] [--seconds 5] [--workers 2] [--concurrency 16]
                             [--postgres URL]
 
 Runs on a temporary SQLite file, or in a throw-away schema of the PostgreSQL server at URL.
@@ -29,6 +29,7 @@ import hashlib  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import secrets  # noqa: E402
+import shutil  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
@@ -36,8 +37,8 @@ import time  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from datetime import date, timedelta  # noqa: E402
+from urllib.parse import urlencode  # noqa: E402
 
-import aiohttp  # noqa: E402
 import httpx  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
@@ -60,6 +61,7 @@ SCREENING = Actor(kind=ActorKind.screening, ref="bench", organisation="加賀市
 STAFF = Actor(kind=ActorKind.staff, ref="staff:bench", organisation="第一中学校", role="担任")
 GUARDIAN = Actor(kind=ActorKind.guardian, ref="guardian:bench", organisation="家庭")
 REDIRECT_URI = "https://partner.example/callback"
+WRK_SCRIPT = Path(__file__).with_name("token_exchange.lua")
 
 
 def seed(session: Session, children: int) -> tuple[list[int], list[int]]:
@@ -224,36 +226,43 @@ def pkce() -> tuple[str, str]:
     return verifier, challenge
 
 
-async def exchange_all(
-    base: str, auth: tuple[str, str], codes: list[str], verifier: str, concurrency: int
-) -> tuple[int, float, list[str]]:
-    """Exchange every code over CONCURRENCY keep-alive connections; returns (ok, seconds, tokens).
+def exchange_all(
+    base: str, auth: tuple[str, str], codes: list[str], verifier: str, concurrency: int, seconds: int
+) -> tuple[int, float]:
+    """Exchange codes for SECONDS over CONCURRENCY keep-alive connections with wrk; returns
+    (exchanges answered 200, seconds)."""
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise SystemExit("bench/consent.py needs wrk, the HTTP load generator: `make bench` installs it.")
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as bodies:
+        for code in codes:
+            form = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI}
+            bodies.write(urlencode(form | {"code_verifier": verifier}) + "\n")
+        bodies.flush()
+        credentials = "Basic " + base64.b64encode(":".join(auth).encode()).decode()
+        # One wrk thread: the script hands out the codes in order, and one thread keeps
+        # CONCURRENCY connections busy.
+        command = [wrk, "-t1", f"-c{concurrency}", f"-d{seconds}s", "--timeout", "30s", "-s", str(WRK_SCRIPT)]
+        run = subprocess.run(
+            [*command, base, "--", bodies.name, credentials], capture_output=True, text=True, check=True
+        )
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    if result["ran_out"]:
+        raise SystemExit(f"every code was exchanged before {seconds} s had passed: raise --codes-per-second")
+    return int(result["ok"]), float(result["seconds"])
 
-    The client is aiohttp, not httpx: the load generator shares the server's two cores, and
-    httpx spent about as much CPU per request as the server's whole token exchange, so the
-    figure measured the client as much as the service.
-    """
-    tokens: list[str] = []
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(
-        base_url=base, connector=connector, auth=aiohttp.BasicAuth(*auth)
-    ) as http:
 
-        async def exchange(mine: list[str]) -> None:
-            for code in mine:
-                form = {
-                    "grant_type": "authorization_code",
-                    "code": code,
-                    "redirect_uri": REDIRECT_URI,
-                    "code_verifier": verifier,
-                }
-                async with http.post("/oauth/token", data=form) as response:
-                    if response.status == 200:
-                        tokens.append((await response.json())["access_token"])
-
-        started = time.perf_counter()
-        await asyncio.gather(*(exchange(codes[n::concurrency]) for n in range(concurrency)))
-        return len(tokens), time.perf_counter() - started, tokens
+def first_token(base: str, auth: tuple[str, str], code: str, verifier: str) -> str:
+    """One exchange outside the measured run: the token the revoke measurement uses."""
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT_URI,
+        "code_verifier": verifier,
+    }
+    answer = httpx.post(f"{base}/oauth/token", data=form, auth=auth)
+    answer.raise_for_status()
+    return str(answer.json()["access_token"])
 
 
 async def revoke_to_refusal(
@@ -262,7 +271,8 @@ async def revoke_to_refusal(
     async with httpx.AsyncClient(base_url=base) as http:
         url = f"/api/v1/children/{child_id}/school.attendance"
         headers = {"authorization": f"Bearer {token}"}
-        assert (await http.get(url, headers=headers)).status_code == 200
+        first = await http.get(url, headers=headers)
+        assert first.status_code == 200, first.text
         started = time.perf_counter()
         revoked = await http.post(
             f"/guardian/grants/{grant_id}/action",
@@ -280,7 +290,10 @@ async def revoke_to_refusal(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--children", type=int, default=1000)
-    parser.add_argument("--exchanges", type=int, default=2000)
+    parser.add_argument("--seconds", type=int, default=5, help="how long wrk exchanges codes")
+    parser.add_argument(
+        "--codes-per-second", type=int, default=3000, help="codes seeded per second of --seconds"
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--postgres", help="a PostgreSQL URL: run in a throw-away schema there")
@@ -323,7 +336,7 @@ def main() -> None:
             )
             assert grant.id is not None
             verifier, challenge = pkce()
-            codes = [secrets.token_urlsafe(32) for _ in range(args.exchanges)]
+            codes = [secrets.token_urlsafe(32) for _ in range(args.seconds * args.codes_per_second + 1)]
             expires = utcnow() + timedelta(minutes=30)  # long enough for the whole run, unlike a real code
             session.add_all(
                 AuthorizationCode(
@@ -391,8 +404,9 @@ def main() -> None:
                     raise RuntimeError("uvicorn did not start")
                 time.sleep(0.1)
             cpu_before = process_tree_cpu_seconds(server.pid)
-            ok, seconds, tokens = asyncio.run(
-                exchange_all(base, (partner.client_id, secret), codes, verifier, args.concurrency)
+            token = first_token(base, (partner.client_id, secret), codes.pop(), verifier)
+            ok, seconds = exchange_all(
+                base, (partner.client_id, secret), codes, verifier, args.concurrency, args.seconds
             )
             server_cpu = process_tree_cpu_seconds(server.pid) - cpu_before
             figures["token_exchanges_per_s"] = rate(ok, seconds)
@@ -402,7 +416,7 @@ def main() -> None:
             figures["server_cpu_ms_per_exchange"] = round(server_cpu * 1000 / max(ok, 1), 2)
             figures["exchanges_per_s_if_cores_were_free"] = rate(ok * (os.cpu_count() or 1), server_cpu)
             figures["revoke_to_refusal_ms"] = round(
-                asyncio.run(revoke_to_refusal(base, tokens[0], students[0], grant.id, cookie, csrf)), 1
+                asyncio.run(revoke_to_refusal(base, token, students[0], grant.id, cookie, csrf)), 1
             )
         finally:
             server.terminate()
@@ -412,7 +426,6 @@ def main() -> None:
             {
                 "bench": "consent",
                 "children": args.children,
-                "exchanges": args.exchanges,
                 "workers": args.workers,
                 "database": "postgresql" if args.postgres else "sqlite",
                 "load_average_1m": [round(load_at_start, 2), round(os.getloadavg()[0], 2)],
