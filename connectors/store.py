@@ -3,9 +3,9 @@
 Rows are loaded into a temporary staging table (COPY on PostgreSQL, executemany on SQLite),
 then two set-based statements do the work: an UPDATE of rows whose compared columns differ
 (`IS DISTINCT FROM`, so NULL = NULL counts as unchanged), and an INSERT of keys not yet
-present. Their row counts give inserted and updated; the rest were unchanged. Provenance
-(source, run, fetched at) is written with every change but never compared, so fetching the
-same record again is not an update.
+present (ON CONFLICT DO NOTHING on PostgreSQL, NOT EXISTS on SQLite). Their row counts give
+inserted and updated; the rest were unchanged. Provenance (source, run, fetched at) is written
+with every change but never compared, so fetching the same record again is not an update.
 
 A staging table is made once per database connection and emptied after every write, not
 created and dropped per write: on PostgreSQL the catalog work of CREATE and DROP cost more than
@@ -25,6 +25,7 @@ from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlmodel import Session
 
 
@@ -121,10 +122,22 @@ def _upsert(
         .values({**{c: stage.c[c] for c in target.compared}, **provenance})
     )
     updated = connection.execute(update).rowcount if target.compared else 0
-    insert = sa.insert(table).from_select(
-        [*columns, *provenance],
-        sa.select(*(stage.c[c] for c in columns), *provenance.values()).where(~sa.exists().where(same_key)),
-    )
+    staged = sa.select(*(stage.c[c] for c in columns), *provenance.values())
+    if postgres:
+        # New keys are found by the unique index's own check as each row goes in, not by an
+        # anti-join planned beforehand: planned while the target was still empty (a first
+        # sync's first write), the anti-join scanned the whole target for every staged row,
+        # including the rows this same INSERT had just added (invisible to it, but each one
+        # checked): quadratic, 62 µs per learning-activity row at 2,000 students.
+        insert: sa.Insert = (
+            postgresql.insert(table)
+            .from_select([*columns, *provenance], staged)
+            .on_conflict_do_nothing(index_elements=list(target.key))
+        )
+    else:
+        insert = sa.insert(table).from_select(
+            [*columns, *provenance], staged.where(~sa.exists().where(same_key))
+        )
     # SQLAlchemy keeps an INSERT's row count only when asked to.
     inserted = connection.execute(insert.execution_options(preserve_rowcount=True)).rowcount
     if postgres:
