@@ -21,7 +21,9 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from contextlib import nullcontext, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -152,6 +154,47 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+class PostgresCpu:
+    """CPU time of the PostgreSQL backends serving the benchmark's database (same host), sampled
+    while the sync runs: a backend's time is read until it exits, so the last sample before each
+    exit is what counts (up to one interval of a backend's last moments may be missed)."""
+
+    def __init__(self, url: str, interval: float = 0.2) -> None:
+        self.engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+        self.interval = interval
+        self.seen: dict[int, float] = {}
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self, connection: sa.Connection) -> None:
+        own = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+        pids = connection.exec_driver_sql(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> %s",
+            (own,),
+        ).scalars()
+        for pid in pids:
+            with suppress(OSError):
+                self.seen[pid] = cpu_seconds(pid)
+
+    def _run(self) -> None:
+        with self.engine.connect() as connection:
+            while not self.done.wait(self.interval):
+                self._sample(connection)
+            self._sample(connection)
+
+    def __enter__(self) -> PostgresCpu:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+        self.engine.dispose()
+
+    def seconds(self) -> float:
+        return round(sum(self.seen.values()), 1)
+
+
 async def sync(url: str, settings: Settings) -> tuple[float, dict[str, float]]:
     engine = make_engine(url)
     with Session(engine) as session:
@@ -187,21 +230,39 @@ def measure(backend: str, students: int, seed: int, urls: dict[str, str], pid: i
             school_platform_url=urls["platform"],
             upstream_timeout_seconds=300,
         )
+        postgres = backend == "postgresql"
         stand_ins = cpu_seconds(pid)
-        first_seconds, first = asyncio.run(sync(url, settings))
+        with PostgresCpu(url) if postgres else nullcontext() as database_first:
+            first_seconds, first = asyncio.run(sync(url, settings))
         stand_ins, stand_ins_first = cpu_seconds(pid), cpu_seconds(pid) - stand_ins
-        second_seconds, second = asyncio.run(sync(url, settings))
+        with PostgresCpu(url) if postgres else nullcontext() as database_second:
+            second_seconds, second = asyncio.run(sync(url, settings))
         stand_ins_second = cpu_seconds(pid) - stand_ins
+    records = first["fetched"]
+
+    def per_record(seconds: float) -> float:
+        return round(seconds * 1e6 / records, 1)
+
+    database = {}
+    if database_first is not None and database_second is not None:
+        database = {
+            "postgres_cpu_seconds": database_first.seconds(),
+            "postgres_cpu_us_per_record": per_record(database_first.seconds()),
+            "second_run_postgres_cpu_seconds": database_second.seconds(),
+        }
     return {
         "benchmark": "ingest",
         "database": backend,
         "students": students,
         "setup_seconds": round(setup, 1),
-        "records": first["fetched"],
+        "records": records,
         "seconds": round(first_seconds, 1),
-        "records_per_second": round(first["fetched"] / first_seconds),
+        "records_per_second": round(records / first_seconds),
         "sync_cpu_seconds": first["cpu_seconds"],
+        "sync_cpu_us_per_record": per_record(first["cpu_seconds"]),
         "stand_ins_cpu_seconds": round(stand_ins_first, 1),
+        "stand_ins_cpu_us_per_record": per_record(stand_ins_first),
+        **database,
         "load_average": [round(x, 1) for x in os.getloadavg()],
         "rows_inserted": first["inserted"],
         "requests": first["requests"],
