@@ -66,12 +66,41 @@ _CODE_FOR_EXCHANGE = (
 )
 # A code exchange reads the code (locked, so two concurrent exchanges of one code cannot both
 # succeed), its client and its grant's state in one statement instead of three: on PostgreSQL
-# each was a round trip. The client's columns keep their names, as in _ACTIVE_CLIENT; the
-# code's and the grant's are labelled.
-_EXCHANGE = (
+# each was a round trip. Only the columns the exchange uses: psycopg describes every column of
+# every result afresh. The client's keep their names, as in _ACTIVE_CLIENT; the code's and the
+# grant's are labelled.
+_EXCHANGE_CODE_COLUMNS = [
+    _codes.c[name]
+    for name in (
+        "id",
+        "client_id",
+        "guardian_id",
+        "grant_id",
+        "redirect_uri",
+        "scope",
+        "code_challenge",
+        "code_challenge_method",
+        "used_at",
+        "expires_at",
+    )
+]
+_EXCHANGE: sa.Select[Any] = (
     sa.select(
-        _clients,
-        *[c.label(f"code_{c.name}") for c in _codes.c],
+        *[
+            _clients.c[name]
+            for name in (
+                "id",
+                "client_id",
+                "secret_hash",
+                "jwks",
+                "redirect_uris",
+                "scopes",
+                "purposes",
+                "require_par",
+                "is_active",
+            )
+        ],
+        *[c.label(f"code_{c.name}") for c in _EXCHANGE_CODE_COLUMNS],
         _grants.c.status.label("grant_status"),
         _grants.c.student_id.label("grant_student_id"),
     )
@@ -80,7 +109,7 @@ _EXCHANGE = (
     .where(_codes.c.code_hash == sa.bindparam("code_hash"))
     .with_for_update(of=_codes)
 )
-_CODE_COLUMNS = [(c.name, f"code_{c.name}") for c in _codes.c]
+_CODE_COLUMNS = [(c.name, f"code_{c.name}") for c in _EXCHANGE_CODE_COLUMNS]
 _CODE_USED = (
     sa.update(_codes).where(_codes.c.id == sa.bindparam("code_id")).values(used_at=sa.bindparam("now"))
 )
