@@ -228,9 +228,9 @@ def pkce() -> tuple[str, str]:
 
 def exchange_all(
     base: str, auth: tuple[str, str], codes: list[str], verifier: str, concurrency: int, seconds: int
-) -> tuple[int, float]:
+) -> tuple[int, int, float]:
     """Exchange codes for SECONDS over CONCURRENCY keep-alive connections with wrk; returns
-    (exchanges answered 200, seconds)."""
+    (exchanges answered 200, answers in all, seconds)."""
     wrk = shutil.which("wrk")
     if wrk is None:
         raise SystemExit("bench/consent.py needs wrk, the HTTP load generator: `make bench` installs it.")
@@ -249,7 +249,7 @@ def exchange_all(
     result = json.loads(run.stdout.strip().splitlines()[-1])
     if result["ran_out"]:
         raise SystemExit(f"every code was exchanged before {seconds} s had passed: raise --codes-per-second")
-    return int(result["ok"]), float(result["seconds"])
+    return int(result["ok"]), int(result["answered"]), float(result["seconds"])
 
 
 def first_token(base: str, auth: tuple[str, str], code: str, verifier: str) -> str:
@@ -405,12 +405,13 @@ def main() -> None:
                 time.sleep(0.1)
             cpu_before = process_tree_cpu_seconds(server.pid)
             token = first_token(base, (partner.client_id, secret), codes.pop(), verifier)
-            ok, seconds = exchange_all(
+            ok, answered, seconds = exchange_all(
                 base, (partner.client_id, secret), codes, verifier, args.concurrency, args.seconds
             )
             server_cpu = process_tree_cpu_seconds(server.pid) - cpu_before
             figures["token_exchanges_per_s"] = rate(ok, seconds)
             figures["token_exchanges_ok"] = ok
+            figures["token_exchanges_refused"] = answered - ok  # each code is good: should be 0
             # On a shared machine the rate above follows the load; the server's own CPU time per
             # exchange does not, and bounds what the cores could do: cores ÷ CPU per exchange.
             figures["server_cpu_ms_per_exchange"] = round(server_cpu * 1000 / max(ok, 1), 2)

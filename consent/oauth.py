@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -110,8 +110,18 @@ _EXCHANGE: sa.Select[Any] = (
     .with_for_update(of=_codes)
 )
 _CODE_COLUMNS = [(c.name, f"code_{c.name}") for c in _EXCHANGE_CODE_COLUMNS]
+# Marks a code used only if nothing did before: of two exchanges of one code racing, one
+# marks it and the other finds it used (on SQLite the reads before it take no lock).
 _CODE_USED = (
-    sa.update(_codes).where(_codes.c.id == sa.bindparam("code_id")).values(used_at=sa.bindparam("now"))
+    sa.update(_codes)
+    .where(_codes.c.id == sa.bindparam("code_id"), _codes.c.used_at.is_(None))
+    .values(used_at=sa.bindparam("now"))
+)
+# The same for a refresh token: of two refreshes with one token, one wins and the other is a replay.
+_REFRESH_USED = (
+    sa.update(_tokens)
+    .where(_tokens.c.id == sa.bindparam("token_id"), _tokens.c.refresh_used_at.is_(None))
+    .values(refresh_used_at=sa.bindparam("now"))
 )
 _GRANT_STATE = sa.select(_grants.c.status, _grants.c.student_id).where(
     _grants.c.id == sa.bindparam("grant_id")
@@ -393,7 +403,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
             return None
         if row.used_at is not None:
             # RFC 6749 §4.1.2: a reused code is refused and what it issued is revoked.
-            assert row.id is not None
+            self.server.start_writing()
             revoke_issued_from_code(session=session, code_id=row.id)
             return None
         if aware(row.expires_at) <= utcnow():
@@ -401,8 +411,9 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
         return StoredCode(row)
 
     def delete_authorization_code(self, authorization_code: StoredCode) -> None:
-        # Kept, marked used: a second use must be recognised to revoke what the first issued.
-        self.server.connection.execute(_CODE_USED, {"code_id": authorization_code.row.id, "now": utcnow()})
+        # Kept, not deleted: a second use must be recognised to revoke what the first issued.
+        # save_token marked it used, before the token it issued was stored.
+        return None
 
     def authenticate_user(self, authorization_code: StoredCode) -> ConsentingGuardian | None:
         row = authorization_code.row
@@ -423,6 +434,7 @@ class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
             return None
         if row.refresh_used_at is not None:
             # A rotated refresh token came back: someone holds a copy. Revoke the whole family.
+            self.server.start_writing()
             revoke_family(session=session, family_id=row.family_id)
             return None
         stored = self.server.stored_token(row, "refresh_token")
@@ -435,9 +447,8 @@ class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         return self.server.consenting(row.guardian_id, row.grant_id, row.scope)
 
     def revoke_old_credential(self, refresh_token: StoredToken) -> None:
-        refresh_token.row.refresh_used_at = utcnow()
-        self.server.session.add(refresh_token.row)
-        self.server.session.flush()
+        # save_token marked it used, before the token that replaces it was stored.
+        return None
 
 
 # --- client authentication with a signed assertion (RFC 7523 §2.2, private_key_jwt) ---
@@ -542,9 +553,12 @@ class Introspection(_TokenLookup, IntrospectionEndpoint):  # type: ignore[misc]
 class AuthorizationServer(AuthlibAuthorizationServer):  # type: ignore[misc]
     """Authlib's generic server bound to one database session (one per HTTP request)."""
 
-    def __init__(self, *, session: Session) -> None:
+    def __init__(self, *, session: Session, before_writing: Callable[[], object] | None = None) -> None:
         super().__init__(scopes_supported=scopes_supported())
         self.session = session
+        # Called once, before the request's first write (the router's writer turn on SQLite).
+        self._before_writing = before_writing
+        self._writing = False
         self.register_grant(CodeGrant, [S256Only(required=True)])
         self.register_grant(RefreshGrant)
         self.register_client_auth_method(KEY_AUTH, PrivateKeyJWT(self))
@@ -557,6 +571,14 @@ class AuthorizationServer(AuthlibAuthorizationServer):  # type: ignore[misc]
         self._exchange_hash: str | None = None
         # The claims of the access token just generated, for save_token to store.
         self._claims: dict[str, Any] = {}
+
+    def start_writing(self) -> None:
+        """Say that the writes begin: the reads and the work before them (client
+        authentication, PKCE, signing) hold no lock, so exchanges overlap up to here."""
+        if not self._writing:
+            self._writing = True
+            if self._before_writing is not None:
+                self._before_writing()
 
     @cached_property
     def connection(self) -> sa.Connection:
@@ -662,6 +684,15 @@ class AuthorizationServer(AuthlibAuthorizationServer):  # type: ignore[misc]
         code = request.authorization_code
         previous: StoredToken | None = request.refresh_token
         now = utcnow()
+        self.start_writing()
+        # The code or the refresh token is spent first, and only if no other request spent it
+        # since it was read: then the token it pays for is stored.
+        if code is not None and not self._spend(_CODE_USED, {"code_id": code.row.id, "now": now}):
+            revoke_issued_from_code(session=self.session, code_id=code.row.id)
+            raise InvalidGrantError("This code has already been used.")
+        if previous is not None and not self._spend(_REFRESH_USED, {"token_id": previous.row.id, "now": now}):
+            revoke_family(session=self.session, family_id=previous.row.family_id)
+            raise InvalidGrantError("This refresh token has already been used.")
         self.connection.execute(
             _NEW_TOKEN,
             {
@@ -678,6 +709,10 @@ class AuthorizationServer(AuthlibAuthorizationServer):  # type: ignore[misc]
                 "refresh_expires_at": now + REFRESH_TOKEN_TTL if "refresh_token" in token else None,
             },
         )
+
+    def _spend(self, statement: sa.Update, parameters: dict[str, Any]) -> bool:
+        """Run an UPDATE that marks a credential used; False if another request had used it."""
+        return bool(self.connection.execute(statement, parameters).rowcount)
 
     def stored_token(self, row: OAuthToken, kind: str) -> StoredToken | None:
         client = self.session.get(Client, row.client_id)
@@ -712,9 +747,12 @@ class AuthorizationServer(AuthlibAuthorizationServer):  # type: ignore[misc]
         return None
 
 
-def token_response(*, session: Session, request: TsunaguRequest) -> OAuthResponse:
-    """The token endpoint's answer, in the request's transaction."""
-    server = AuthorizationServer(session=session)
+def token_response(
+    *, session: Session, request: TsunaguRequest, before_writing: Callable[[], object] | None = None
+) -> OAuthResponse:
+    """The token endpoint's answer, in the request's transaction; BEFORE_WRITING is called once,
+    before its first write."""
+    server = AuthorizationServer(session=session, before_writing=before_writing)
     server.read_exchange(request)
     response: OAuthResponse = server.create_token_response(request)
     return response

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from contextlib import nullcontext
+from contextlib import ExitStack
 from typing import Annotated, Any
 
 from authlib.oauth2.rfc6749.errors import InsecureTransportError
@@ -17,7 +17,7 @@ from app.core.deps import SessionDep, UnitOfWork, UnitOfWorkDep
 from app.core.errors import BadRequest
 from app.sessions import service as web_sessions
 from consent import authorize, keys, oauth, resource
-from consent.deps import CurrentGuardian, MaybeGuardian, WriteSession, sign_in_url, writing_session
+from consent.deps import CurrentGuardian, MaybeGuardian, WriteSession, sign_in_url
 from consent.web import error_page, render
 
 router = APIRouter(tags=["oauth"])
@@ -134,15 +134,18 @@ async def token_endpoint(request: Request, unit_of_work: UnitOfWorkDep, form: Fo
 # sleeps in growing steps (1, 2, 5, 10 … 100 ms) before it looks again: with many exchanges
 # waiting that way the lock sat idle between them. Two processes of eight threads, each
 # holding the lock 2 ms: 225 writes/s, against 390/s when a process's threads take turns on
-# a mutex first. So the exchanges of one process take turns here, commit included.
-# PostgreSQL orders them with row locks and lets them overlap.
+# a mutex first. So the exchanges of one process take turns here, from their first write to
+# their commit; what comes before (reads, client authentication, PKCE, signing) overlaps, and
+# the lock is held for the writes alone. PostgreSQL orders them with row locks.
 _SQLITE_WRITER_TURN = threading.Lock()
 
 
 def _token_response(unit_of_work: UnitOfWork, request: oauth.TsunaguRequest) -> oauth.OAuthResponse:
-    turn = _SQLITE_WRITER_TURN if get_settings().is_sqlite else nullcontext()
-    with turn, unit_of_work() as session:
-        return oauth.token_response(session=writing_session(session), request=request)
+    with ExitStack() as turn:
+        # The turn is given back after the commit: the ExitStack closes after the unit of work.
+        take_turn = (lambda: turn.enter_context(_SQLITE_WRITER_TURN)) if get_settings().is_sqlite else None
+        with unit_of_work() as session:
+            return oauth.token_response(session=session, request=request, before_writing=take_turn)
 
 
 @router.post("/oauth/revoke")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import httpx
+import pytest
+import sqlalchemy as sa
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 from jose import jwt
 from sqlmodel import Session, select
@@ -143,6 +145,45 @@ async def test_reused_code_is_refused_and_revokes_what_it_issued(
     assert refreshed.status_code == 400
 
 
+async def test_code_spent_by_a_racing_exchange_is_refused_and_revokes_what_that_issued(
+    session: Session, https: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # On SQLite the exchange's reads take no lock, so another exchange of the same code may
+    # spend it between this one's read and its write: here it does, right after the read.
+    partner, family = register_partner(session), sign_in_family(session, https)
+    code, verifier = await obtain_code(https, partner, family)
+    read_exchange = oauth.AuthorizationServer.read_exchange
+
+    def read_then_lose_the_race(server: oauth.AuthorizationServer, request: oauth.TsunaguRequest) -> None:
+        read_exchange(server, request)
+        row = server.exchange_code(code)
+        assert row is not None and row.used_at is None
+        now = utcnow()
+        codes: sa.Table = AuthorizationCode.__table__  # type: ignore[attr-defined]
+        server.connection.execute(sa.update(codes).where(codes.c.id == row.id).values(used_at=now))
+        server.connection.execute(
+            sa.insert(OAuthToken.__table__).values(  # type: ignore[attr-defined]
+                client_id=row.client_id,
+                guardian_id=row.guardian_id,
+                grant_id=row.grant_id,
+                code_id=row.id,
+                family_id="racing-exchange",
+                access_jti="racing-exchange",
+                scope=row.scope,
+                issued_at=now,
+                access_expires_at=now + timedelta(minutes=5),
+            )
+        )
+
+    monkeypatch.setattr(oauth.AuthorizationServer, "read_exchange", read_then_lose_the_race)
+    response = await exchange(https, partner, code, verifier)
+    assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
+    winner = session.exec(select(OAuthToken).where(OAuthToken.access_jti == "racing-exchange")).one()
+    session.refresh(winner)
+    assert winner.revoked_at is not None
+    assert session.exec(select(OAuthToken).where(OAuthToken.code_id == winner.code_id)).all() == [winner]
+
+
 async def test_expired_code_is_refused(session: Session, https: httpx.AsyncClient) -> None:
     partner, family = register_partner(session), sign_in_family(session, https)
     code, verifier = await obtain_code(https, partner, family)
@@ -200,6 +241,31 @@ async def test_refresh_rotates_and_a_replayed_refresh_token_revokes_the_family(
     assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
     assert (await introspect(https, partner, second["access_token"])) == {"active": False}
     assert (await refresh(second["refresh_token"])).status_code == 400
+
+
+async def test_refresh_token_spent_by_a_racing_refresh_is_a_replay(
+    session: Session, https: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    partner, family = register_partner(session), sign_in_family(session, https)
+    first = await _tokens(https, partner, family)
+    authenticate = oauth.RefreshGrant.authenticate_refresh_token
+
+    def authenticate_then_lose_the_race(
+        grant: oauth.RefreshGrant, refresh_token: str
+    ) -> oauth.StoredToken | None:
+        stored = authenticate(grant, refresh_token)
+        assert stored is not None
+        tokens = OAuthToken.__table__  # type: ignore[attr-defined]
+        grant.server.connection.execute(
+            sa.update(tokens).where(tokens.c.id == stored.row.id).values(refresh_used_at=utcnow())
+        )
+        return stored
+
+    monkeypatch.setattr(oauth.RefreshGrant, "authenticate_refresh_token", authenticate_then_lose_the_race)
+    data = {"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}
+    replay = await https.post("/oauth/token", data=data, auth=partner.auth)
+    assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
+    assert (await introspect(https, partner, first["access_token"])) == {"active": False}
 
 
 async def test_pushed_request_is_single_use(session: Session, https: httpx.AsyncClient) -> None:
