@@ -1,18 +1,16 @@
 """Idempotent bulk writes on natural keys: a re-run of the same records writes nothing.
 
 Rows are loaded into a temporary staging table (COPY on PostgreSQL, executemany on SQLite),
-then two set-based statements do the work: an UPDATE of rows whose compared columns differ
-(`IS DISTINCT FROM`, so NULL = NULL counts as unchanged), and an INSERT of keys not yet
-present (ON CONFLICT DO NOTHING on PostgreSQL, NOT EXISTS on SQLite). Their row counts give
-inserted and updated; the rest were unchanged. Provenance (source, run, fetched at) is written
-with every change but never compared, so fetching the same record again is not an update.
+then set-based statements do the work: an update of rows whose compared columns differ
+(`IS DISTINCT FROM`, so NULL = NULL counts as unchanged), and an insert of keys not yet
+present. Their row counts give inserted and updated; the rest were unchanged. Provenance
+(source, run, fetched at) is written with every change but never compared, so fetching the
+same record again is not an update.
 
 A staging table is made once per database connection and emptied after every write, not
 created and dropped per write: on PostgreSQL the catalog work of CREATE and DROP cost more than
-a small write itself (a sync with nothing new is mostly small writes). PostgreSQL is told the
-staged row count (ANALYZE), so that a few hundred staged rows are matched through the natural
-key's index instead of by a hash of the whole target table (the planner assumes a never-analysed
-table is large).
+a small write itself (a sync with nothing new is mostly small writes). On PostgreSQL one
+INSERT … ON CONFLICT does both (see `_merge`).
 """
 
 from __future__ import annotations
@@ -104,47 +102,61 @@ def _upsert(
     connection.exec_driver_sql(f"CREATE TEMPORARY TABLE IF NOT EXISTS {name} {on_commit} AS {shape}")
     stage = sa.Table(name, sa.MetaData(), *(sa.Column(c, table.c[c].type) for c in columns))
     _load_stage(connection, table, name, columns, rows)
-    if postgres:
-        connection.exec_driver_sql(f"ANALYZE {name}")
-        # Each staged row is matched by a probe of the natural key's unique index. Costed for
-        # disk, the planner would rather hash the whole target table for a few thousand staged
-        # rows (a second run's UPDATE of 3,022 grades: 113 ms by hash, 12 ms by index probes),
-        # and that hash grows with the table; for the writes here the probes never lose by much.
-        connection.exec_driver_sql("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
-    same_key = sa.and_(*(table.c[k] == stage.c[k] for k in target.key))
     provenance = {
         column: sa.literal(stamp[column], type_=table.c[column].type) for column in target.provenance
     }
-    changed = sa.or_(sa.false(), *(table.c[c].is_distinct_from(stage.c[c]) for c in target.compared))
-    update = (
-        sa.update(table)
-        .where(same_key, changed)
-        .values({**{c: stage.c[c] for c in target.compared}, **provenance})
-    )
-    updated = connection.execute(update).rowcount if target.compared else 0
     staged = sa.select(*(stage.c[c] for c in columns), *provenance.values())
     if postgres:
-        # New keys are found by the unique index's own check as each row goes in, not by an
-        # anti-join planned beforehand: planned while the target was still empty (a first
-        # sync's first write), the anti-join scanned the whole target for every staged row,
-        # including the rows this same INSERT had just added (invisible to it, but each one
-        # checked): quadratic, 62 µs per learning-activity row at 2,000 students.
-        insert: sa.Insert = (
-            postgresql.insert(table)
-            .from_select([*columns, *provenance], staged)
-            .on_conflict_do_nothing(index_elements=list(target.key))
-        )
+        inserted, updated = _merge(connection, target, staged, provenance)
     else:
+        same_key = sa.and_(*(table.c[k] == stage.c[k] for k in target.key))
+        changed = sa.or_(sa.false(), *(table.c[c].is_distinct_from(stage.c[c]) for c in target.compared))
+        update = (
+            sa.update(table)
+            .where(same_key, changed)
+            .values({**{c: stage.c[c] for c in target.compared}, **provenance})
+        )
+        updated = connection.execute(update).rowcount if target.compared else 0
         insert = sa.insert(table).from_select(
             [*columns, *provenance], staged.where(~sa.exists().where(same_key))
         )
-    # SQLAlchemy keeps an INSERT's row count only when asked to.
-    inserted = connection.execute(insert.execution_options(preserve_rowcount=True)).rowcount
-    if postgres:
-        connection.exec_driver_sql("RESET enable_hashjoin; RESET enable_mergejoin")
+        # SQLAlchemy keeps an INSERT's row count only when asked to.
+        inserted = connection.execute(insert.execution_options(preserve_rowcount=True)).rowcount
     # Emptied for the next write, which may come in the same transaction (one per family link).
     connection.exec_driver_sql(f"DELETE FROM {name}")  # noqa: S608
     return WriteCounts(inserted=inserted, updated=updated, unchanged=len(rows) - inserted - updated)
+
+
+def _merge(
+    connection: sa.Connection, target: Target, staged: sa.Select[Any], provenance: dict[str, Any]
+) -> tuple[int, int]:
+    """PostgreSQL: the staged rows in one INSERT … ON CONFLICT on the natural key; (inserted, updated).
+
+    Each staged row costs one probe of the unique index, made as the row goes in, and nothing
+    is planned as a join: an UPDATE and an anti-join INSERT probed every key twice, and needed
+    the staging table ANALYZEd and hash joins turned off to be planned well; planned while the
+    target was still empty (a first sync's first write), the anti-join even scanned the whole
+    target for every staged row, including the rows the same INSERT had just added: quadratic,
+    62 µs per learning-activity row at 2,000 students. A row whose compared columns are all
+    the same is left alone (ON CONFLICT … WHERE): not updated, not returned.
+    """
+    table = target.table
+    insert = postgresql.insert(table)
+    statement = insert.from_select([*target.staged, *provenance], staged)
+    if target.compared:
+        statement = statement.on_conflict_do_update(
+            index_elements=list(target.key),
+            set_={**{c: insert.excluded[c] for c in target.compared}, **provenance},
+            where=sa.or_(*(table.c[c].is_distinct_from(insert.excluded[c]) for c in target.compared)),
+        )
+    else:
+        statement = statement.on_conflict_do_nothing(index_elements=list(target.key))
+    # A row this statement inserted has no xmax yet; a row it updated has this transaction's.
+    written = statement.returning(sa.literal_column("xmax = 0").label("inserted")).cte("written")
+    inserted, total = connection.execute(
+        sa.select(sa.func.count().filter(written.c.inserted), sa.func.count()).select_from(written)
+    ).one()
+    return inserted, total - inserted
 
 
 def _load_stage(
