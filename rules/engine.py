@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import operator
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping
 from contextlib import AbstractContextManager
@@ -346,11 +347,20 @@ def apply(
     screened = set(evaluation.table.student_ids.tolist())
     as_of = run.as_of
 
+    is_open = _alert.c.status.in_([s.value for s in OPEN_STATUSES])
+    if considered is None:
+        batches = [sa.select(_alert).where(is_open)]
+    else:
+        # An incremental run reads the open alerts of the children it screens, not the city's.
+        ids = sorted(screened)
+        batches = [
+            sa.select(_alert).where(is_open, _alert.c.student_id.in_(ids[i : i + 5_000]))
+            for i in range(0, len(ids), 5_000)
+        ]
     open_alerts = {
         (a.student_id, a.category): a
-        for a in session.execute(
-            sa.select(_alert).where(_alert.c.status.in_([s.value for s in OPEN_STATUSES]))
-        ).mappings()
+        for batch in batches
+        for a in session.execute(batch).mappings()
         if a["student_id"] in screened
     }
     recently_closed: dict[tuple[int, Category], float] = {}
@@ -627,22 +637,52 @@ class _Writes:
     signals: list[dict[str, Any]] = field(default_factory=list)
 
     def flush(self, session: Session, now: datetime) -> None:
-        by_id: sa.BindParameter[int] = sa.bindparam("_id")
         alert_columns = ("score", "coverage", "last_run_id", "evidence_as_of")
-        alerts = (
-            sa.update(_alert)
-            .where(_alert.c.id == by_id)
-            .values({**{c: sa.bindparam(c) for c in alert_columns}, "updated_at": now})
+        _update_many(session, _alert, alert_columns, self.alerts, also={"updated_at": now})
+        _update_many(session, _signal, (*_SIGNAL_KEPT, "cleared_on"), self.signals)
+
+
+def _update_many(
+    session: Session,
+    table: sa.Table,
+    columns: tuple[str, ...],
+    rows: list[dict[str, Any]],
+    also: Mapping[str, Any] | None = None,
+) -> None:
+    """Set COLUMNS (and ALSO, the same for every row) of the rows whose id is each row's "_id".
+
+    PostgreSQL: the rows are copied into a temporary table and one UPDATE … FROM joins it: an
+    executemany sent a statement per row (0.6 s for the 2,500 rows of an incremental run at
+    20,000 children). SQLite: executemany, one compiled statement in process."""
+    if not rows:
+        return
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        statement = (
+            sa.update(table)
+            .where(table.c.id == sa.bindparam("_id"))
+            .values({**{c: sa.bindparam(c) for c in columns}, **(also or {})})
         )
-        signal_columns = (*_SIGNAL_KEPT, "cleared_on")
-        signals = (
-            sa.update(_signal)
-            .where(_signal.c.id == by_id)
-            .values({c: sa.bindparam(c) for c in signal_columns})
-        )
-        for statement, rows in ((alerts, self.alerts), (signals, self.signals)):
-            for start in range(0, len(rows), 5_000):
-                session.connection().execute(statement, rows[start : start + 5_000])
+        for start in range(0, len(rows), 5_000):
+            connection.execute(statement, rows[start : start + 5_000])
+        return
+    staged = sa.Table(
+        f"staged_{table.name}_{uuid.uuid4().hex[:12]}",
+        sa.MetaData(),
+        sa.Column("_id", sa.Integer, primary_key=True),
+        *[sa.Column(c, table.c[c].type) for c in columns],
+        prefixes=["TEMPORARY"],
+        postgresql_on_commit="DROP",
+    )
+    staged.create(connection)
+    names = ("_id", *columns)
+    bulk.copy(connection, staged, {name: [row[name] for row in rows] for name in names}, len(rows))
+    connection.execute(
+        sa.update(table)
+        .where(table.c.id == staged.c["_id"])
+        .values({**{c: staged.c[c] for c in columns}, **(also or {})})
+    )
+    staged.drop(connection)
 
 
 def _signal_values(finding: Finding, run_id: int, as_of: date) -> dict[str, Any]:
