@@ -1,6 +1,6 @@
 """Idempotent bulk writes on natural keys: a re-run of the same records writes nothing.
 
-Rows are loaded into a temporary staging table (COPY on PostgreSQL, executemany on SQLite),
+Rows are loaded into a temporary staging table (binary COPY on PostgreSQL, executemany on SQLite),
 then set-based statements do the work: an update of rows whose compared columns differ
 (`IS DISTINCT FROM`, so NULL = NULL counts as unchanged), and an insert of keys not yet
 present. Their row counts give inserted and updated; the rest were unchanged. Provenance
@@ -169,8 +169,23 @@ def _load_stage(
     raw = connection.connection.driver_connection
     values = map(itemgetter(*columns), rows)
     if connection.dialect.name == "postgresql":
+        # Binary COPY, each column dumped for its staged type: a seventh of the text format's
+        # Python time per row (0.6 µs against 4.5, psycopg 3.3), and less parsing for the
+        # server. The types are read once per connection, as the staging table lives as long.
         # psycopg writes a StrEnum by its value (str comes first in its MRO).
-        with raw.cursor() as cursor, cursor.copy(f"COPY {name} ({', '.join(columns)}) FROM STDIN") as copy:  # type: ignore[union-attr]
+        types = connection.info.get(name)
+        if types is None:
+            found: dict[str, int] = dict(
+                connection.exec_driver_sql(
+                    "SELECT attname, atttypid FROM pg_attribute"
+                    " WHERE attrelid = %(stage)s::regclass AND attnum > 0 AND NOT attisdropped",
+                    {"stage": name},
+                ).all()
+            )
+            types = connection.info[name] = [int(found[c]) for c in columns]
+        statement = f"COPY {name} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+        with raw.cursor() as cursor, cursor.copy(statement) as copy:  # type: ignore[union-attr]
+            copy.set_types(types)
             for value in values:
                 copy.write_row(value)
         return
