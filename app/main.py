@@ -10,6 +10,7 @@ from fastapi.staticfiles import StaticFiles
 
 from app import health
 from app.core.config import get_settings
+from app.core.db import session_scope
 from app.core.handlers import add_exception_handlers
 from app.core.logging import configure_logging
 from app.core.request_context import RequestContext
@@ -23,6 +24,7 @@ from connectors.router import router as connectors_router
 from consent import deps as consent_deps
 from consent.guardian import router as guardian_router
 from consent.router import router as consent_router
+from consent.router import token_route
 from consent.staff_pages import router as consent_staff_router
 from consent.student import router as student_router
 from notify.directory import router as directory_router
@@ -44,8 +46,10 @@ def create_app() -> FastAPI:
     )
     add_exception_handlers(app)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
-    app.include_router(health.router)
+    app.state.unit_of_work = session_scope
     # Routes are matched in order, one by one: the token endpoint, the busiest, comes first.
+    app.router.routes.append(token_route)
+    app.include_router(health.router)
     app.include_router(consent_router)
     app.include_router(staff_router)
     app.include_router(connectors_router)

@@ -11,9 +11,10 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import Route
 
 from app.core.config import get_settings
-from app.core.deps import SessionDep, UnitOfWork, UnitOfWorkDep
+from app.core.deps import SessionDep, UnitOfWork, unit_of_work
 from app.core.errors import BadRequest
 from app.sessions import service as web_sessions
 from consent import authorize, keys, oauth, resource
@@ -121,13 +122,18 @@ def pushed_authorization_request(request: Request, session: WriteSession, form: 
     return _answer(authorize.push(session=session, request=_oauth_request(request, form)))
 
 
-@router.post("/oauth/token")
-async def token_endpoint(request: Request, unit_of_work: UnitOfWorkDep, form: Form) -> Response:
+async def token_endpoint(request: Request) -> Response:
     """Exchange a code (with its PKCE verifier) or a refresh token for tokens."""
-    # The busiest endpoint: its transaction opens, works and commits in one trip to the
-    # thread pool (the session dependency would add two more), before the answer is sent.
-    oauth_request = _oauth_request(request, form)
-    return _answer(await run_in_threadpool(_token_response, unit_of_work, oauth_request))
+    # The busiest endpoint. Its transaction opens, works and commits in one trip to the thread
+    # pool, before the answer is sent.
+    oauth_request = _oauth_request(request, await form_pairs(request))
+    return _answer(await run_in_threadpool(_token_response, unit_of_work(request), oauth_request))
+
+
+# A plain Starlette route, matched first: FastAPI's dependency solving and endpoint wrappers
+# were a fifth of an exchange (callgrind, SQLite: 3.71 → 2.99 M instructions per exchange).
+# Clients find it in the RFC 8414 metadata, as OAuth clients do, rather than in OpenAPI.
+token_route = Route("/oauth/token", token_endpoint, methods=["POST"])
 
 
 # SQLite lets one connection write at a time, and a connection that finds the lock taken

@@ -16,7 +16,6 @@ from sqlmodel import Session
 
 from app.core.config import get_settings
 from app.core.db import get_engine, get_session, make_engine
-from app.core.deps import get_unit_of_work
 from app.core.migrate import upgrade
 from app.main import create_app
 from consent import keys
@@ -108,7 +107,7 @@ def app(session: Session, engine: Engine, settings_env: None) -> FastAPI:
             yield unit
 
     application.dependency_overrides[get_session] = _test_session
-    application.dependency_overrides[get_unit_of_work] = lambda: _unit_of_work
+    application.state.unit_of_work = _unit_of_work
     application.dependency_overrides[get_engine] = lambda: engine
     return application
 

@@ -6,12 +6,12 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from sqlalchemy import Engine
 from sqlmodel import Session
 
 from app.core.config import Settings, get_settings
-from app.core.db import get_engine, get_session, session_scope
+from app.core.db import get_engine, get_session
 
 # scope="function": the transaction commits before the response leaves. With the default
 # ("request") a yield dependency ends after the response is sent, so a browser following a
@@ -24,7 +24,15 @@ EngineDep = Annotated[Engine, Depends(get_engine)]
 UnitOfWork = Callable[[], AbstractContextManager[Session]]
 
 
-async def get_unit_of_work() -> UnitOfWork:
+def unit_of_work(request: Request) -> UnitOfWork:
+    """The application's unit of work, `app.state.unit_of_work`: session_scope as create_app
+    sets it, or a test's own. Kept on the app, not only behind a dependency, so that the token
+    endpoint, a plain Starlette route outside FastAPI's dependency solving, gets the same one."""
+    chosen: UnitOfWork = request.app.state.unit_of_work
+    return chosen
+
+
+async def get_unit_of_work(request: Request) -> UnitOfWork:
     """Opens a transaction of the handler's own choosing (commit on success, roll back on error).
 
     For a handler that does all its database work in one call on a worker thread: SessionDep
@@ -33,7 +41,7 @@ async def get_unit_of_work() -> UnitOfWork:
     request (the LINE webhook's inbox, then each event). `async def`, so FastAPI resolves it
     on the event loop rather than in a thread.
     """
-    return session_scope
+    return unit_of_work(request)
 
 
 UnitOfWorkDep = Annotated[UnitOfWork, Depends(get_unit_of_work)]
