@@ -35,6 +35,12 @@ class Settings(BaseSettings):
         description="SQLite only: how long a writer waits for the write lock before the request "
         "is answered 503 with Retry-After",
     )
+    database_pool_size: int = Field(
+        default=10,
+        ge=1,
+        description="Database connections each process keeps open between requests; under a burst "
+        "it opens up to twice as many more, closed again when returned",
+    )
     timezone: str = "Asia/Tokyo"
     public_base_url: str = "http://127.0.0.1:8000"
     log_level: str = "INFO"
