@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import uvicorn
 from pydantic import ValidationError
 from rich.console import Console
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.audit.cli import audit_cli
+from app.core import serving
 from app.core.config import Mode, get_settings
 from app.core.db import get_engine, session_scope
 from app.core.errors import AppError
@@ -113,15 +113,7 @@ def serve(
     reason = pending_reason(get_engine())
     if reason:
         raise AppError(reason)
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_config=None,
-        proxy_headers=True,
-    )
+    serving.serve(host=host, port=port, workers=workers)
 
 
 @cli.command()

@@ -214,6 +214,13 @@ def process_tree_cpu_seconds(root: int) -> float:
     return total
 
 
+def listening_sockets(port: int) -> int:
+    """How many sockets listen on PORT of 127.0.0.1 (Linux /proc): one per worker."""
+    wanted = f"0100007F:{port:04X}"
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for row in rows if row.split()[1] == wanted and row.split()[3] == "0A")  # 0A: LISTEN
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -371,22 +378,19 @@ def main() -> None:
             "TSUNAGU_LOG_LEVEL": "WARNING",
             "TSUNAGU_MODE": "demo",
         }
+        # Served as `tsunagu serve` serves it: each worker accepts on a socket of its own.
         server = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
-                "uvicorn",
-                "app.main:create_app",
-                "--factory",
+                "app.cli",
+                "serve",
                 "--host",
                 "127.0.0.1",
                 "--port",
                 str(port),
                 "--workers",
                 str(args.workers),
-                "--log-level",
-                "warning",
-                "--no-access-log",
             ],
             env=env,
             stdout=subprocess.DEVNULL,
@@ -395,11 +399,14 @@ def main() -> None:
         try:
             deadline = time.monotonic() + 180  # each worker imports the whole app: slow on a busy machine
             while True:
-                try:
-                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
+                # Every worker listening: a connection lands on one of the sockets there are
+                # when it opens, and wrk's stay open for the whole run.
+                if listening_sockets(port) >= args.workers:
+                    try:
+                        if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise RuntimeError("uvicorn did not start")
                 time.sleep(0.1)
