@@ -134,23 +134,27 @@ async def token_endpoint(request: Request) -> Response:
     return _answer(await anyio.to_thread.run_sync(work, limiter=_exchange_threads()))
 
 
-# On SQLite one thread of each process runs the exchanges: their writes take turns anyway, and
-# more threads contending for the GIL cost CPU. bench/consent.py, quiet machine: 802–942
+# Each process runs its token exchanges on a thread or two of its own, not on the 40 of the
+# default pool: more threads contending for the GIL cost CPU (callers wait in the event loop).
+# On SQLite one thread: the writes take turns anyway. bench/consent.py, quiet machine: 802–942
 # exchanges/s (1.69–2.0 ms of server CPU each) with one thread, 316–933/s (1.74–3.6 ms) with
-# two or three, 432–828/s with the 40 of the default pool. PostgreSQL showed no such
-# difference (403–622/s with one, 416–608/s with 40) and keeps the default pool.
-_SQLITE_EXCHANGE_THREAD: RunVar[anyio.CapacityLimiter] = RunVar("sqlite_exchange_thread")
+# two or three, 432–828/s with the 40 of the default pool. On PostgreSQL two, so that one
+# thread's round trips to the server overlap the other's work. Two balanced workers, machine
+# loaded by other jobs (load 2.3–3), two runs each: 40 threads 519 and 612/s (2.58 and 2.1 ms),
+# one 554 and 671/s, two 739 and 698/s (1.97 and 1.85 ms), four 579 and 602/s.
+_EXCHANGE_THREADS_SQLITE = 1
+_EXCHANGE_THREADS_POSTGRESQL = 2
+_EXCHANGE_THREADS: RunVar[anyio.CapacityLimiter] = RunVar("exchange_threads")
 
 
-def _exchange_threads() -> anyio.CapacityLimiter | None:
-    """The thread limiter of this event loop's token exchanges; None: the default pool."""
-    if not get_settings().is_sqlite:
-        return None
+def _exchange_threads() -> anyio.CapacityLimiter:
+    """The thread limiter of this event loop's token exchanges."""
     try:
-        return _SQLITE_EXCHANGE_THREAD.get()
+        return _EXCHANGE_THREADS.get()
     except LookupError:
-        limiter = anyio.CapacityLimiter(1)
-        _SQLITE_EXCHANGE_THREAD.set(limiter)
+        sqlite = get_settings().is_sqlite
+        limiter = anyio.CapacityLimiter(_EXCHANGE_THREADS_SQLITE if sqlite else _EXCHANGE_THREADS_POSTGRESQL)
+        _EXCHANGE_THREADS.set(limiter)
         return limiter
 
 
