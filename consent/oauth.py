@@ -127,6 +127,41 @@ _GRANT_STATE = sa.select(_grants.c.status, _grants.c.student_id).where(
     _grants.c.id == sa.bindparam("grant_id")
 )
 _NEW_TOKEN = sa.insert(_tokens)
+_NEW_TOKEN_COLUMNS = [
+    "client_id",
+    "guardian_id",
+    "grant_id",
+    "code_id",
+    "family_id",
+    "access_jti",
+    "refresh_hash",
+    "scope",
+    "issued_at",
+    "access_expires_at",
+    "refresh_expires_at",
+]
+# On PostgreSQL the code is spent and its token stored by one statement (one round trip, not
+# two): the token row is inserted only if the UPDATE marked the code, so an exchange that lost
+# the race inserts nothing, as with the two statements SQLite runs. The token's values are
+# bound as `new_<column>`: SQLAlchemy would take a parameter named like a column of the code
+# as a value for the UPDATE to SET.
+_SPENT_CODE = _CODE_USED.returning(_codes.c.id).cte("spent_code")
+_SPEND_CODE_AND_ISSUE = (
+    sa.insert(_tokens)
+    .from_select(
+        _NEW_TOKEN_COLUMNS,
+        sa.select(
+            *[
+                _SPENT_CODE.c.id
+                if name == "code_id"
+                else sa.bindparam(f"new_{name}", type_=_tokens.c[name].type)
+                for name in _NEW_TOKEN_COLUMNS
+            ]
+        ).select_from(_SPENT_CODE),
+        include_defaults=False,  # every column that has a value is listed; the rest stay NULL
+    )
+    .returning(_tokens.c.id)
+)  # psycopg reports no row count for it
 
 PURPOSE_PREFIX = "purpose:"
 ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 - RFC 9068 media type, not a secret
@@ -687,28 +722,40 @@ class AuthorizationServer(AuthlibAuthorizationServer):  # type: ignore[misc]
         self.start_writing()
         # The code or the refresh token is spent first, and only if no other request spent it
         # since it was read: then the token it pays for is stored.
-        if code is not None and not self._spend(_CODE_USED, {"code_id": code.row.id, "now": now}):
-            revoke_issued_from_code(session=self.session, code_id=code.row.id)
-            raise InvalidGrantError("This code has already been used.")
+        token_row = {
+            "client_id": request.client.row.id,
+            "guardian_id": user.guardian_id,
+            "grant_id": user.grant_id,
+            "code_id": code.row.id if code else (previous.row.code_id if previous else None),
+            "family_id": previous.row.family_id if previous else secrets.token_hex(16),
+            "access_jti": claims["jti"],
+            "refresh_hash": digest(token["refresh_token"]) if "refresh_token" in token else None,
+            "scope": claims["scope"],
+            "issued_at": now,
+            "access_expires_at": datetime.fromtimestamp(claims["exp"], UTC),
+            "refresh_expires_at": now + REFRESH_TOKEN_TTL if "refresh_token" in token else None,
+        }
+        if code is not None:
+            if not self._spend_code_and_issue(token_row, now):
+                revoke_issued_from_code(session=self.session, code_id=code.row.id)
+                raise InvalidGrantError("This code has already been used.")
+            return
         if previous is not None and not self._spend(_REFRESH_USED, {"token_id": previous.row.id, "now": now}):
             revoke_family(session=self.session, family_id=previous.row.family_id)
             raise InvalidGrantError("This refresh token has already been used.")
-        self.connection.execute(
-            _NEW_TOKEN,
-            {
-                "client_id": request.client.row.id,
-                "guardian_id": user.guardian_id,
-                "grant_id": user.grant_id,
-                "code_id": code.row.id if code else (previous.row.code_id if previous else None),
-                "family_id": previous.row.family_id if previous else secrets.token_hex(16),
-                "access_jti": claims["jti"],
-                "refresh_hash": digest(token["refresh_token"]) if "refresh_token" in token else None,
-                "scope": claims["scope"],
-                "issued_at": now,
-                "access_expires_at": datetime.fromtimestamp(claims["exp"], UTC),
-                "refresh_expires_at": now + REFRESH_TOKEN_TTL if "refresh_token" in token else None,
-            },
-        )
+        self.connection.execute(_NEW_TOKEN, token_row)
+
+    def _spend_code_and_issue(self, token_row: dict[str, Any], now: datetime) -> bool:
+        """Mark the code used and store its token; False (nothing stored) if another request
+        had used the code."""
+        spend = {"code_id": token_row["code_id"], "now": now}
+        if self.connection.dialect.name == "postgresql":
+            issue = spend | {f"new_{name}": value for name, value in token_row.items()}
+            return self.connection.execute(_SPEND_CODE_AND_ISSUE, issue).first() is not None
+        if not self._spend(_CODE_USED, spend):
+            return False
+        self.connection.execute(_NEW_TOKEN, token_row)
+        return True
 
     def _spend(self, statement: sa.Update, parameters: dict[str, Any]) -> bool:
         """Run an UPDATE that marks a credential used; False if another request had used it."""
