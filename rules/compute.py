@@ -301,10 +301,23 @@ def _consecutive_absences(base: sa.CTE, period: Period, latest: list[tuple[int, 
         .data(latest)
         .cte("latest_day")
     )
-    candidates = (
-        sa.select(base.c.id.label("student_id"), base.c.school_id, latest_day.c.n.label("latest_n"))
+    # Each child's latest school day first, apart (MATERIALIZED): joined in one query with the
+    # marks, PostgreSQL matched the schools' latest days to the marks by day alone, and where
+    # every school shares one latest day a merge join read that day's marks once per school
+    # (7.5 M index entries at 250,000 children: 13 of the attendance query's 14 s).
+    latest_of_child = (
+        sa.select(base.c.id, base.c.school_id, latest_day.c.day, latest_day.c.n)
         .join(latest_day, latest_day.c.school_id == base.c.school_id)
-        .join(_attendance, sa.and_(a.student_id == base.c.id, a.day == latest_day.c.day))
+        .cte("latest_of_child")
+        .prefix_with("MATERIALIZED", dialect="postgresql")
+    )
+    candidates = (
+        sa.select(
+            latest_of_child.c.id.label("student_id"),
+            latest_of_child.c.school_id,
+            latest_of_child.c.n.label("latest_n"),
+        )
+        .join(_attendance, sa.and_(a.student_id == latest_of_child.c.id, a.day == latest_of_child.c.day))
         .where(away, a.day >= min(day for _, day, _ in latest), a.day <= period.as_of)
         .distinct()
         .cte("candidates")
