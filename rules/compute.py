@@ -877,7 +877,10 @@ def _compute(
         rows = result.all()
         if len(rows) != len(ids):
             raise RuntimeError(f"{family} returned {len(rows)} rows for {len(ids)} children")
-        columns = list(zip(*rows, strict=True))[1:] if rows else [() for _ in keys]
-        for key, column in zip(keys, columns, strict=True):
-            table.values[key] = np.array(column, dtype=np.float64)
+        # All the rows in one conversion (None becomes NaN, unknown): column by column through
+        # zip() was a third of a full run's Python time at 250,000 children.
+        # (As plain tuples: numpy probes a Row as a mapping first, one KeyError per row.)
+        matrix = np.array([tuple(row) for row in rows], dtype=np.float64).reshape(len(rows), len(keys) + 1)
+        for index, key in enumerate(keys, start=1):
+            table.values[key] = matrix[:, index].copy()
     return table
