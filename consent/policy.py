@@ -33,6 +33,7 @@ from sqlmodel import Session
 from app.audit import service as audit
 from app.audit.actors import Actor, ActorKind
 from app.audit.models import Outcome
+from app.core.db import one_of
 from app.core.types import utcnow
 from consent.models import (
     Client,
@@ -67,9 +68,6 @@ _permission: sa.Table = ConsentPermission.__table__  # type: ignore[attr-defined
 _client: sa.Table = Client.__table__  # type: ignore[attr-defined]
 _objection: sa.Table = Objection.__table__  # type: ignore[attr-defined]
 _event: sa.Table = ConsentEvent.__table__  # type: ignore[attr-defined]
-
-# Children per bulk query: keeps the IN list under SQLite's bound-parameter limit.
-_STUDENT_CHUNK = 5_000
 
 
 class Reason(StrEnum):
@@ -346,19 +344,21 @@ def snapshot(
         _objection.c.resolved_at.is_(None)
     )
     query = _PERMISSIONS.where(_recipient_clause(client_pk))
-    ids = None if student_ids is None else sorted(set(student_ids))
-    chunks = (
-        [None] if ids is None else [ids[i : i + _STUDENT_CHUNK] for i in range(0, len(ids), _STUDENT_CHUNK)]
-    )
-    for chunk in chunks:
-        rows = session.execute(query if chunk is None else query.where(_grant.c.student_id.in_(chunk)))
-        for row in rows:
+    batches = [(query, open_objections_query)]
+    if student_ids is not None:
+        ids, dialect = sorted(set(student_ids)), session.get_bind().dialect
+        batches = [
+            (query.where(granted_to), open_objections_query.where(objecting))
+            for granted_to, objecting in zip(
+                one_of(dialect, _grant.c.student_id, ids),
+                one_of(dialect, _objection.c.student_id, ids),
+                strict=True,
+            )
+        ]
+    for permitted, objecting in batches:
+        for row in session.execute(permitted):
             permissions.setdefault(row[0], []).append(_Permission(*row[1:]))
-        objected = session.execute(
-            open_objections_query
-            if chunk is None
-            else open_objections_query.where(_objection.c.student_id.in_(chunk))
-        )
+        objected = session.execute(objecting)
         objections.update((student, Purpose(purpose)) for student, purpose in objected)
     return Snapshot(moment, permissions, frozenset(objections))
 
@@ -454,10 +454,10 @@ def authorize_many(
     if student_ids is None:
         batches = [query]
     else:
-        ids = sorted(set(student_ids))
+        dialect = session.get_bind().dialect
         batches = [
-            query.where(_permission.c.student_id.in_(ids[i : i + _STUDENT_CHUNK]))
-            for i in range(0, len(ids), _STUDENT_CHUNK)
+            query.where(among)
+            for among in one_of(dialect, _permission.c.student_id, sorted(set(student_ids)))
         ]
     scope_of = {scope.value: scope for scope in Scope}
     for batch in batches:
@@ -492,13 +492,10 @@ def authorize_many(
 def data_from(*, session: Session, grant_ids: Collection[int]) -> dict[int, date]:
     """The first day of data each grant covers, for the grants that set one (no data about an
     earlier day may be fetched or kept under it); a grant absent from the answer covers all."""
-    ids = sorted(set(grant_ids))
     found: dict[int, date] = {}
-    for i in range(0, len(ids), _STUDENT_CHUNK):
+    for among in one_of(session.get_bind().dialect, _grant.c.id, sorted(set(grant_ids))):
         rows = session.execute(
-            sa.select(_grant.c.id, _grant.c.data_from).where(
-                _grant.c.id.in_(ids[i : i + _STUDENT_CHUNK]), _grant.c.data_from.is_not(None)
-            )
+            sa.select(_grant.c.id, _grant.c.data_from).where(among, _grant.c.data_from.is_not(None))
         )
         found.update((grant_id, first) for grant_id, first in rows)
     return found

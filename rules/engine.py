@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from app.core import bulk
+from app.core.db import one_of
 from app.core.types import utcnow
 from consent import policy
 from consent.scopes import Purpose, Scope
@@ -345,6 +346,7 @@ def apply(
     )
     coverage = coverage_for(evaluation.live, evaluation.table)
     screened = set(evaluation.table.student_ids.tolist())
+    dialect = session.get_bind().dialect
     as_of = run.as_of
 
     is_open = _alert.c.status.in_([s.value for s in OPEN_STATUSES])
@@ -352,10 +354,9 @@ def apply(
         batches = [sa.select(_alert).where(is_open)]
     else:
         # An incremental run reads the open alerts of the children it screens, not the city's.
-        ids = sorted(screened)
         batches = [
-            sa.select(_alert).where(is_open, _alert.c.student_id.in_(ids[i : i + 5_000]))
-            for i in range(0, len(ids), 5_000)
+            sa.select(_alert).where(is_open, among)
+            for among in one_of(dialect, _alert.c.student_id, sorted(screened))
         ]
     open_alerts = {
         (a.student_id, a.category): a
@@ -376,13 +377,10 @@ def apply(
         key = (row.student_id, Category(row.category))
         recently_closed[key] = max(recently_closed.get(key, 0.0), row.score)
     signals_by_alert: dict[int, dict[str, Any]] = defaultdict(dict)
-    if open_alerts:
-        open_ids = [a["id"] for a in open_alerts.values()]
-        for start in range(0, len(open_ids), 5_000):
-            for signal in session.execute(
-                sa.select(_signal).where(_signal.c.alert_id.in_(open_ids[start : start + 5_000]))
-            ).mappings():
-                signals_by_alert[signal["alert_id"]][signal["rule_id"]] = signal
+    open_ids = sorted(a["id"] for a in open_alerts.values())
+    for among in one_of(dialect, _signal.c.alert_id, open_ids):
+        for signal in session.execute(sa.select(_signal).where(among)).mappings():
+            signals_by_alert[signal["alert_id"]][signal["rule_id"]] = signal
 
     new_alerts: list[Verdict] = []
     counts = {"opened": 0, "updated": 0, "cleared": 0, "signals": 0}
@@ -509,9 +507,8 @@ def _may_rest_on_unshared(
     if considered is None:
         batches = [query]
     else:
-        ids = sorted(set(considered))
-        chunks = [ids[i : i + 5_000] for i in range(0, len(ids), 5_000)]
-        batches = [query.where(_signal.c.student_id.in_(chunk)) for chunk in chunks]
+        ids, dialect = sorted(set(considered)), session.get_bind().dialect
+        batches = [query.where(among) for among in one_of(dialect, _signal.c.student_id, ids)]
     found: set[int] = set()
     for batch in batches:
         for student_id, rule_id, version in session.execute(batch).all():

@@ -36,6 +36,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from app.core.db import one_of
 from app.roster.models import SchoolDay, Student
 from app.sources.erasure import SOURCE_TABLES
 from app.sources.models import (
@@ -75,7 +76,6 @@ _observation: sa.Table = StaffObservation.__table__  # type: ignore[attr-defined
 _signal: sa.Table = Signal.__table__  # type: ignore[attr-defined]
 
 _ROLLING = (Window.d7, Window.d14, Window.d30, Window.d90)
-_CHUNK = 5_000  # children per IN list: under SQLite's bound-parameter limit
 _MISSED = sa.or_(_due.c.submitted_at.is_(None), _due.c.submitted_at > _due.c.due_at)
 
 
@@ -267,10 +267,10 @@ class Bounds:
         if among is None:
             return set(self.session.execute(query).scalars())
         found: set[int] = set()
-        only = query.selected_columns[0]
-        for start in range(0, len(among), _CHUNK):  # the children's own rows, by the student index
-            chunk = among[start : start + _CHUNK]
-            found.update(self.session.execute(query.where(only.in_(chunk))).scalars())
+        dialect = self.session.get_bind().dialect
+        # The children's own rows, by the student index.
+        for only in one_of(dialect, query.selected_columns[0], among):
+            found.update(self.session.execute(query.where(only)).scalars())
         return found
 
     def _away_on_the_last_two_school_days(self) -> sa.Select[Any]:

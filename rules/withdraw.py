@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from app.core.config import get_settings
+from app.core.db import one_of
 from app.core.types import utcnow
 from consent import policy
 from consent.scopes import Purpose, Scope
@@ -77,12 +78,12 @@ def withdraw(
     counts = {"signals": 0, "alerts_rescored": 0, "alerts_closed": 0}
     ids = sorted(set(student_ids))
     rows = []
-    for start in range(0, len(ids), 5_000):
+    for among in one_of(session.get_bind().dialect, _signal.c.student_id, ids):
         rows += list(
             session.execute(
                 sa.select(_signal, _alert.c.status.label("alert_status"), _alert.c.score.label("alert_score"))
                 .join(_alert, _alert.c.id == _signal.c.alert_id)
-                .where(_signal.c.student_id.in_(ids[start : start + 5_000]))
+                .where(among)
                 .order_by(_signal.c.id)
             ).mappings()
         )

@@ -5,13 +5,16 @@ from __future__ import annotations
 import fcntl
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import orjson
+import sqlalchemy as sa
 from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlmodel import Session, SQLModel
@@ -90,7 +93,9 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite" and not in_memory:
         Path(str(parsed.database)).parent.mkdir(parents=True, exist_ok=True)
     try:
-        engine = create_engine(parsed, pool_pre_ping=True, **pool)
+        # orjson reads JSON columns: the stdlib decoder was a tenth of an incremental screening
+        # run at 250,000 children (127,000 signals' and alerts' facts read back).
+        engine = create_engine(parsed, pool_pre_ping=True, json_deserializer=orjson.loads, **pool)
     except NoSuchModuleError as exc:
         raise ConfigurationError(f"no driver for {parsed.drivername!r}") from exc
     if engine.dialect.name == "sqlite":
@@ -119,3 +124,22 @@ def get_session() -> Iterator[Session]:
     """FastAPI dependency: one transaction per request, committed only if the handler succeeds."""
     with session_scope() as session:
         yield session
+
+
+_IN_LIST = 5_000  # SQLite: ids per IN list, under its bound-parameter limit
+
+
+def one_of(
+    dialect: sa.Dialect, column: sa.ColumnElement[int], ids: Sequence[int]
+) -> list[sa.ColumnElement[bool]]:
+    """Conditions that together select the rows whose COLUMN is one of IDS: one query each.
+
+    PostgreSQL: a single `= ANY(array)`, one parameter for every id. IN lists of 5,000 literals
+    cost more to render (SQLAlchemy) and to parse (psycopg) than their queries took to run: 1.8
+    of an incremental screening run's 22 s at 250,000 children. SQLite: IN lists under its
+    bound-parameter limit. No ids: no condition, so no query."""
+    if not ids:
+        return []
+    if dialect.name == "postgresql":
+        return [column == sa.any_(sa.literal(list(ids), ARRAY(sa.Integer)))]
+    return [column.in_(ids[start : start + _IN_LIST]) for start in range(0, len(ids), _IN_LIST)]

@@ -149,7 +149,7 @@ class MoodCheckin(Provenance, table=True):
     __tablename__ = "mood_checkin"
     __table_args__ = (
         sa.UniqueConstraint("student_id", "day"),
-        sa.Index("ix_mood_checkin_day_student", "day", "student_id"),
+        sa.Index("ix_mood_checkin_day_student_weather", "day", "student_id", "weather"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
