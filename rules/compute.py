@@ -775,6 +775,10 @@ def compute_features(
         # A city's aggregates and sorts spilled to disk with the default 4 MB per sort or hash
         # (every family query at 50,000 children); for this transaction only.
         connection.execute(sa.text("SET LOCAL work_mem = '128MB'"))
+        # A city's recent records are read from memory, not disk: at the default page cost of 4
+        # PostgreSQL hashed a year of a table to pick out the 30,000 children of an incremental
+        # run rather than probe their rows by index (features 5.6 → 4.8 s at 250,000 children).
+        connection.execute(sa.text("SET LOCAL random_page_cost = 1.1"))
     if student_ids is None:
         return _compute(connection, period, features, None)
     ids = sorted(set(student_ids))

@@ -15,13 +15,13 @@ table's SQLModel class names the columns, so no caller repeats a column list by 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import date
+from datetime import date, datetime
 from itertools import repeat
 from typing import Any
 
 import numpy as np
+import orjson
 import sqlalchemy as sa
 from numpy.typing import NDArray
 from sqlalchemy import Connection
@@ -106,6 +106,12 @@ def _copy_texts(values: object, count: int) -> list[str]:
         if any(special in joined for special in "\\\t\n\r"):
             return ["\\N" if v is None else v.translate(_COPY_ESCAPES) for v in values]
         return ["\\N" if v is None else v for v in values] if nulls else values
+    if kinds <= {datetime, date, bool, type(None)}:
+        # Each distinct value made text once: a screening run's 250,000 audit entries share one
+        # instant. (Keyed with its time zone: equal instants in two zones are written apart.)
+        keys = [(v, getattr(v, "tzinfo", None)) for v in values]
+        texts = {key: _copy_text(key[0]) for key in set(keys)}
+        return [texts[key] for key in keys]
     return [_copy_text(v) for v in values]
 
 
@@ -115,7 +121,8 @@ def _copy_text(value: object) -> str:
     if isinstance(value, bool):
         return "t" if value else "f"
     if isinstance(value, dict | list):
-        return json.dumps(value, ensure_ascii=False).translate(_COPY_ESCAPES)
+        # orjson: the stdlib encoder was most of the COPY of 14,000 alerts' and signals' facts.
+        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode().translate(_COPY_ESCAPES)
     if isinstance(value, date):  # datetime too
         return value.isoformat()
     return str(value).translate(_COPY_ESCAPES)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -94,3 +95,9 @@ def test_text_with_tabs_line_breaks_and_backslashes_reads_back_as_written(sessio
     stored = session.exec(select(WebSession).order_by(WebSession.principal_id)).all()  # type: ignore[arg-type]
     assert [row.token_hash for row in stored] == tokens
     assert {row.csrf_token for row in stored} == {"tab\tline\nback\\"}
+
+
+def test_copy_text_of_repeated_instants_keeps_each_zone() -> None:
+    tokyo = INSTANT.astimezone(ZoneInfo("Asia/Tokyo"))
+    texts = bulk._copy_texts([INSTANT, tokyo, None, INSTANT, True], 5)
+    assert texts == [INSTANT.isoformat(), tokyo.isoformat(), "\\N", INSTANT.isoformat(), "t"]
