@@ -127,12 +127,15 @@ class AssignmentSubmission(Provenance, table=True):
     """An assignment given to the child; `submitted_at` NULL means not submitted."""
 
     __tablename__ = "assignment_submission"
-    __table_args__ = (sa.UniqueConstraint("student_id", "assignment_ref"),)
+    __table_args__ = (
+        sa.UniqueConstraint("student_id", "assignment_ref"),
+        sa.Index("ix_assignment_submission_due_student_submitted", "due_at", "student_id", "submitted_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     student_id: int = Field(foreign_key="student.id")
     assignment_ref: str = Field(max_length=64)
-    due_at: datetime = Field(sa_type=aware_datetime(), index=True)
+    due_at: datetime = Field(sa_type=aware_datetime())
     submitted_at: datetime | None = Field(default=None, sa_type=aware_datetime())
 
 
