@@ -108,10 +108,10 @@ def _copy_texts(values: object, count: int) -> list[str]:
         return ["\\N" if v is None else v for v in values] if nulls else values
     if kinds <= {datetime, date, bool, type(None)}:
         # Each distinct value made text once: a screening run's 250,000 audit entries share one
-        # instant. (Keyed with its time zone: equal instants in two zones are written apart.)
-        keys = [(v, getattr(v, "tzinfo", None)) for v in values]
-        texts = {key: _copy_text(key[0]) for key in set(keys)}
-        return [texts[key] for key in keys]
+        # instant. (Equal instants in two zones become one text: every instant column is
+        # timestamptz, which stores the instant, not the zone.)
+        texts = {value: _copy_text(value) for value in set(values)}
+        return [texts[v] for v in values]
     return [_copy_text(v) for v in values]
 
 
