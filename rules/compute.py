@@ -746,6 +746,22 @@ _FAMILIES: dict[Family, Callable[[sa.CTE, Period, Collection[str]], sa.Select[An
 }
 
 
+def tune_for_a_city(connection: sa.Connection) -> None:
+    """PostgreSQL settings for the rest of this transaction, for queries over a city's records."""
+    if connection.dialect.name != "postgresql":
+        return
+    # These queries' estimated costs pass jit_above_cost, and compiling them took seconds (more
+    # than running them) on a loaded machine.
+    connection.execute(sa.text("SET LOCAL jit = off"))
+    # A city's aggregates and sorts spilled to disk with the default 4 MB per sort or hash (every
+    # family query at 50,000 children).
+    connection.execute(sa.text("SET LOCAL work_mem = '128MB'"))
+    # A city's recent records are read from memory, not disk: at the default page cost of 4
+    # PostgreSQL hashed a year of a table to pick out the 30,000 children of an incremental run
+    # rather than probe their rows by index (features 5.6 → 4.8 s at 250,000 children).
+    connection.execute(sa.text("SET LOCAL random_page_cost = 1.1"))
+
+
 def compute_features(
     *,
     connection: sa.Connection,
@@ -768,17 +784,7 @@ def compute_features(
     unknown = sorted(set(features) - set(FEATURES))
     if unknown:
         raise ValueError(f"unknown features: {unknown}")
-    if connection.dialect.name == "postgresql":
-        # These queries' estimated costs pass jit_above_cost, and compiling them took seconds
-        # (more than running them) on a loaded machine; for this transaction only.
-        connection.execute(sa.text("SET LOCAL jit = off"))
-        # A city's aggregates and sorts spilled to disk with the default 4 MB per sort or hash
-        # (every family query at 50,000 children); for this transaction only.
-        connection.execute(sa.text("SET LOCAL work_mem = '128MB'"))
-        # A city's recent records are read from memory, not disk: at the default page cost of 4
-        # PostgreSQL hashed a year of a table to pick out the 30,000 children of an incremental
-        # run rather than probe their rows by index (features 5.6 → 4.8 s at 250,000 children).
-        connection.execute(sa.text("SET LOCAL random_page_cost = 1.1"))
+    tune_for_a_city(connection)
     if student_ids is None:
         return _compute(connection, period, features, None)
     ids = sorted(set(student_ids))

@@ -58,7 +58,7 @@ from app.sources.models import (
 from app.staff.models import StaffObservation
 from consent import policy
 from rules.catalog import All, Any_, AtLeastN, Atom, Node, Op, Rule
-from rules.compute import OBSERVATION_STEMS, Period
+from rules.compute import OBSERVATION_STEMS, Period, tune_for_a_city
 from rules.features import Family, Feature, Kind, ValueType, Window, school_year_start, term_start
 from rules.models import OPEN_STATUSES, QUIET_DAYS, Alert, AlertStatus, Signal
 
@@ -231,7 +231,7 @@ class Bounds:
     def __init__(self, session: Session, last: Period, now: Period, watermark: int, since: datetime) -> None:
         self.session, self.last, self.now, self.watermark = session, last, now, watermark
         self.since = since
-        self._counts: dict[str, set[int] | None] = {}
+        self._counts: dict[tuple[str, frozenset[int] | None], set[int] | None] = {}
         self._rows: dict[str, set[int]] = {}
         self._left: dict[str, set[int]] = {}
 
@@ -241,11 +241,12 @@ class Bounds:
     def count(self, atom: Atom, among: Collection[int] | None = None) -> set[int] | None:
         """Children (AMONG these, if given) with enough rows in today's window for the count
         atom to hold."""
-        if among is not None:
-            return self._count(atom, sorted(among))
-        if atom.text not in self._counts:
-            self._counts[atom.text] = self._count(atom, None)
-        return self._counts[atom.text]
+        # Cached by the children asked about too: rules sharing a condition and the rows they
+        # read (the two attendance-rate rules) ask the same question.
+        key = (atom.text, None if among is None else frozenset(among))
+        if key not in self._counts:
+            self._counts[key] = self._count(atom, None if among is None else sorted(among))
+        return self._counts[key]
 
     def _count(self, atom: Atom, among: list[int] | None) -> set[int] | None:
         feature, least = atom.feature, _least_count(atom)
@@ -289,12 +290,20 @@ class Bounds:
             .where(_school_day.c.day <= self.now.as_of)
             .subquery()
         )
+        # The earliest of those days bounds the marks read, by the day index (the planner cannot
+        # see it through the numbering, and read every mark of the year: 2 s at 250,000).
+        earliest = sa.select(sa.func.min(recent.c.day)).where(recent.c.back <= days)
+        first = self.session.execute(earliest).scalar()
         a = _attendance.c
         return (
             sa.select(_student.c.id)
             .join(recent, sa.and_(recent.c.school_id == _student.c.school_id, recent.c.back <= days))
             .join(_attendance, sa.and_(a.student_id == _student.c.id, a.day == recent.c.day))
-            .where(a.mark.in_([AttendanceMark.absent, AttendanceMark.excused]))
+            .where(
+                a.mark.in_([AttendanceMark.absent, AttendanceMark.excused]),
+                a.day >= (first or self.now.as_of),
+                a.day <= self.now.as_of,
+            )
             .group_by(_student.c.id)
             .having(sa.func.count(sa.distinct(a.day)) >= days)
         )
@@ -441,6 +450,7 @@ def changed_children(
     live rule could start to hold for anyone, so everyone must be screened."""
     tz = ZoneInfo(timezone)
     last, now = Period(as_of=last_as_of, tz=tz), Period(as_of=as_of, tz=tz)
+    tune_for_a_city(session.connection())
     bounds = Bounds(session, last, now, watermark, since)
     found: set[int] = set()
     for rule in rules:
