@@ -5,9 +5,11 @@ staged upserts, cursors).
 Prints one JSON line per database: records fetched per second end to end, peak memory of the
 syncing process and of the stand-ins, and a second run with nothing changed (rows written and
 how many times faster). Every child has consent, so every record of the year is fetched.
-PostgreSQL is measured when BENCH_POSTGRES_URL (or TEST_DATABASE_URL) is set.
+PostgreSQL is measured when BENCH_POSTGRES_URL (or TEST_DATABASE_URL) is set. On PostgreSQL
+the sync runs with WORKERS workers side by side, as `tsunagu sync --workers N` does (default
+2, one per core of the machines this was written for); SQLite always has one writer.
 
-    python bench/ingest.py [--students 50000] [--databases sqlite postgresql]
+    python bench/ingest.py [--students 50000] [--databases sqlite postgresql] [--workers 2]
 """
 
 from __future__ import annotations
@@ -195,17 +197,24 @@ class PostgresCpu:
         return round(sum(self.seen.values()), 1)
 
 
-async def sync(url: str, settings: Settings) -> tuple[float, dict[str, float]]:
+async def sync(url: str, settings: Settings, workers: int) -> tuple[float, dict[str, float]]:
     engine = make_engine(url)
     with Session(engine) as session:
         service.enqueue(session=session, requested_by="bench")
         session.commit()
-    clients = school_clients(settings, page_size=5000)
+    clients = [school_clients(settings, page_size=5000) for _ in range(workers)]
     started, cpu = time.perf_counter(), time.process_time()
     try:
-        runs = await service.work(engine=engine, worker="bench", clients=clients, settings=settings)
+        done = await asyncio.gather(
+            *(
+                service.work(engine=engine, worker=f"bench-{n}", clients=c, settings=settings)
+                for n, c in enumerate(clients)
+            )
+        )
+        runs = [run for worker_runs in done for run in worker_runs]
     finally:
-        await clients.aclose()
+        for c in clients:
+            await c.aclose()
         engine.dispose()
     seconds = time.perf_counter() - started
     totals: dict[str, float] = {"cpu_seconds": round(time.process_time() - cpu, 1)}
@@ -217,7 +226,9 @@ async def sync(url: str, settings: Settings) -> tuple[float, dict[str, float]]:
     return seconds, totals
 
 
-def measure(backend: str, students: int, seed: int, urls: dict[str, str], pid: int) -> dict[str, Any]:
+def measure(
+    backend: str, students: int, seed: int, urls: dict[str, str], pid: int, workers: int
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, fresh_database(backend, Path(tmp)) as url:
         started = time.perf_counter()
         child = multiprocessing.get_context("spawn").Process(target=prepare, args=(url, students, seed))
@@ -231,12 +242,13 @@ def measure(backend: str, students: int, seed: int, urls: dict[str, str], pid: i
             upstream_timeout_seconds=300,
         )
         postgres = backend == "postgresql"
+        workers = workers if postgres else 1  # SQLite has one writer (tsunagu sync does the same)
         stand_ins = cpu_seconds(pid)
         with PostgresCpu(url) if postgres else nullcontext() as database_first:
-            first_seconds, first = asyncio.run(sync(url, settings))
+            first_seconds, first = asyncio.run(sync(url, settings, workers))
         stand_ins, stand_ins_first = cpu_seconds(pid), cpu_seconds(pid) - stand_ins
         with PostgresCpu(url) if postgres else nullcontext() as database_second:
-            second_seconds, second = asyncio.run(sync(url, settings))
+            second_seconds, second = asyncio.run(sync(url, settings, workers))
         stand_ins_second = cpu_seconds(pid) - stand_ins
     records = first["fetched"]
 
@@ -254,6 +266,7 @@ def measure(backend: str, students: int, seed: int, urls: dict[str, str], pid: i
         "benchmark": "ingest",
         "database": backend,
         "students": students,
+        "workers": workers,
         "setup_seconds": round(setup, 1),
         "records": records,
         "seconds": round(first_seconds, 1),
@@ -283,6 +296,7 @@ def main() -> None:
     parser.add_argument("--students", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=20261123)
     parser.add_argument("--databases", nargs="*", default=None)
+    parser.add_argument("--workers", type=int, default=2, help="sync workers on PostgreSQL")
     args = parser.parse_args()
     postgres = os.environ.get("BENCH_POSTGRES_URL") or os.environ.get("TEST_DATABASE_URL")
     if postgres:
@@ -296,7 +310,7 @@ def main() -> None:
     }
     try:
         for backend in backends:
-            figures = measure(backend, args.students, args.seed, urls, process.pid)
+            figures = measure(backend, args.students, args.seed, urls, process.pid, args.workers)
             print(json.dumps(figures | built), flush=True)
     finally:
         process.terminate()
