@@ -6,10 +6,10 @@ Prints one JSON line per database: records fetched per second end to end, peak m
 syncing process and of the stand-ins, and a second run with nothing changed (rows written and
 how many times faster). Every child has consent, so every record of the year is fetched.
 PostgreSQL is measured when BENCH_POSTGRES_URL (or TEST_DATABASE_URL) is set. On PostgreSQL
-the sync runs with WORKERS workers side by side, as `tsunagu sync --workers N` does (default
-2, one per core of the machines this was written for); SQLite always has one writer.
+the sync can run with several workers side by side, as `tsunagu sync --workers N` does; by
+default one, as the daily sync inside the service runs. SQLite always has one writer.
 
-    python bench/ingest.py [--students 50000] [--databases sqlite postgresql] [--workers 2]
+    python bench/ingest.py [--students 50000] [--databases sqlite postgresql] [--workers 1]
 """
 
 from __future__ import annotations
@@ -296,7 +296,7 @@ def main() -> None:
     parser.add_argument("--students", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=20261123)
     parser.add_argument("--databases", nargs="*", default=None)
-    parser.add_argument("--workers", type=int, default=2, help="sync workers on PostgreSQL")
+    parser.add_argument("--workers", type=int, default=1, help="sync workers on PostgreSQL")
     args = parser.parse_args()
     postgres = os.environ.get("BENCH_POSTGRES_URL") or os.environ.get("TEST_DATABASE_URL")
     if postgres:
