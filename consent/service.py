@@ -148,7 +148,9 @@ def transition(
     if kind is GrantEventKind.revoked:
         # Withdrawal deletes at once what was obtained under the grant (no law here requires
         # keeping it); the deletion record stays, the data does not.
-        deleted = erasure.delete_obtained_under(session=session, grant_id=grant.id)
+        deleted = erasure.delete_obtained_under(
+            session=session, grant_id=grant.id, student_id=grant.student_id
+        )
         _record(session, grant, GrantEventKind.data_deleted, actor, now, note=_summary(deleted))
     if kind in _STOPPING:
         policy.notify_stopped(

@@ -46,14 +46,20 @@ SOURCE_TABLES: list[sa.Table] = [
 QUARANTINE: sa.Table = QuarantinedRecord.__table__  # type: ignore[attr-defined]
 
 
-def delete_obtained_under(*, session: Session, grant_id: int) -> dict[str, int]:
-    """Delete every row fetched under the grant; returns how many per table (only non-zero).
+def delete_obtained_under(*, session: Session, grant_id: int, student_id: int) -> dict[str, int]:
+    """Delete every row fetched under the grant, which is STUDENT_ID's; returns how many per
+    table (only non-zero).
 
-    One indexed DELETE per table (grant_id is indexed on each), in the caller's transaction.
+    One DELETE per table, in the caller's transaction: the child's rows by the index of each
+    table's natural key (it starts with the child), those of the grant among them. Quarantined
+    payloads (whose child may be unknown) are found by their grant_id index.
     """
     deleted: dict[str, int] = {}
     for table in (*SOURCE_TABLES, QUARANTINE):
-        result = session.execute(sa.delete(table).where(table.c.grant_id == grant_id))
+        whose = table.c.grant_id == grant_id
+        if table is not QUARANTINE:
+            whose = sa.and_(table.c.student_id == student_id, whose)
+        result = session.execute(sa.delete(table).where(whose))
         count = int(getattr(result, "rowcount", 0) or 0)
         if count:
             deleted[table.name] = count

@@ -1,9 +1,12 @@
 """Source-data tables. Every row says where it came from (source, sync run, grant, fetched at).
 
 Blank is not zero (DOMAIN.md lesson 3): a value the source did not give is NULL, never 0.
-`grant_id` and `sync_run_id` are plain indexed integers, not foreign keys: the consent and
-connectors domains own those tables, and domains meet through each other's functions, not
-through each other's tables. Deleting a revoked grant's data is one indexed delete per table.
+`grant_id` and `sync_run_id` are plain integers, not foreign keys: the consent and connectors
+domains own those tables, and domains meet through each other's functions, not through each
+other's tables. `sync_run_id` is indexed (screening finds the rows synced since its last run).
+`grant_id` is not: a grant is one child's, so deleting a revoked grant's data reads that child's
+rows by the natural key's index, which starts with the child (`app.sources.erasure`). Its own
+index cost every row the sync writes (a city's year is 77 million rows) and served only that.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ class Source(StrEnum):
 class Provenance(SQLModel):
     source: Source = Field(sa_type=enum_type(Source))
     sync_run_id: int | None = Field(default=None, index=True)
-    grant_id: int | None = Field(default=None, index=True)
+    grant_id: int | None = None
     fetched_at: datetime = Field(default_factory=utcnow, sa_type=aware_datetime())
 
 
