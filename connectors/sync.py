@@ -119,6 +119,14 @@ def _modified(raw: dict[str, Any], field_name: str) -> datetime | None:
         return None
 
 
+@dataclass(frozen=True)
+class Written:
+    """What a batch write did: its counts, and the records it dropped for a grant that stopped."""
+
+    counts: store.WriteCounts
+    discarded: int
+
+
 @dataclass
 class Buffer:
     """Records of one resource waiting for their batch write, unique by natural key."""
@@ -178,6 +186,23 @@ class RunContext:
         self.stopped: set[int] = set()  # children whose grant stopped during the run
         self.held: dict[str, set[str]] = {}  # resource → digests of payloads in quarantine
         self.cursors: dict[str, SyncCursor] = {}  # resource → where the last complete run stopped
+        self.writing: asyncio.Future[Written] | None = None  # the batch write under way
+
+    def write_behind(self, work: Callable[[Session], Written]) -> None:
+        """Start a batch write and go on fetching: its counts reach the tally in `settle`.
+        One write at a time per run, across resources: a resource's last batch is written
+        while the next resource is fetched, not before (most resources of a school fit one
+        batch, so waiting there kept the database and the fetching taking turns)."""
+        assert self.writing is None, "settle() before the next write"
+        self.writing = asyncio.ensure_future(self.db(work))
+
+    async def settle(self) -> None:
+        """Wait for the write under way, if any; its failure is raised here."""
+        writing, self.writing = self.writing, None
+        if writing is not None:
+            written = await writing
+            self.tally.add(written.counts)
+            self.tally.discarded += written.discarded
 
     async def db(self, work: Callable[[Session], T]) -> T:
         def in_transaction() -> T:
@@ -493,7 +518,6 @@ async def sync_resource(ctx: RunContext, resource: Resource) -> None:
     known = sorted(set(allowed) - set(fresh))
     buffer = Buffer()
     progress = Progress()
-    pending: asyncio.Task[None] | None = None
 
     # The first day each child's consent covers, where the family chose one (None: all).
     first_day = {sid: ctx.data_from.get(grant) for sid, grant in allowed.items()}
@@ -582,39 +606,30 @@ async def sync_resource(ctx: RunContext, resource: Resource) -> None:
             buffer.rows[key] = row
 
     async def flush(final: bool) -> None:
-        nonlocal pending
-        if pending is not None:
-            await pending
-            pending = None
+        await ctx.settle()
         batch = buffer.take()
         complete = final and progress.complete
         position = progress.next_position(cursor.position) if complete else None
         watermark = max(allowed.values()) if complete else 0
 
-        def write(session: Session) -> None:
+        def write(session: Session) -> Written:
             stopped = ctx.refresh_stopped(session)
             rows = [row for row in batch.rows.values() if row["student_id"] not in stopped]
             deletes = [key for key, sid in batch.deletes.items() if sid not in stopped]
-            ctx.tally.discarded += len(batch.rows) + len(batch.deletes) - len(rows) - len(deletes)
-            ctx.tally.add(
-                store.write(
-                    session=session,
-                    target=resource.target,
-                    rows=rows,
-                    deleted_keys=deletes,
-                    stamp={"source": ctx.source, "sync_run_id": ctx.run_id, "fetched_at": utcnow()},
-                )
+            counts = store.write(
+                session=session,
+                target=resource.target,
+                rows=rows,
+                deleted_keys=deletes,
+                stamp={"source": ctx.source, "sync_run_id": ctx.run_id, "fetched_at": utcnow()},
             )
             ctx.save_quarantine(session, resource.name, batch.quarantine)
             ctx.resolve_quarantine(session, resource.name, batch.refs)
             if complete:
                 ctx.save_cursor(session, resource.name, position, watermark)
+            return Written(counts, len(batch.rows) + len(batch.deletes) - len(rows) - len(deletes))
 
-        task = asyncio.ensure_future(ctx.db(write))
-        if final:
-            await task
-        else:
-            pending = task  # the next pages are fetched while this batch is written
+        ctx.write_behind(write)
 
     try:
         if ctx.source is Source.school_platform:
@@ -679,8 +694,11 @@ async def execute(ctx: RunContext) -> SyncStatus:
         ctx.authorize(session, (r.scope for r in resources))
 
     await ctx.db(authorize)
-    for resource in resources:
-        await sync_resource(ctx, resource)
+    try:
+        for resource in resources:
+            await sync_resource(ctx, resource)
+    finally:
+        await ctx.settle()
     if not ctx.tally.errors or all("schema drift" in e for e in ctx.tally.errors):
         return SyncStatus.succeeded if roster_ok else SyncStatus.partial
     stored = ctx.tally.inserted + ctx.tally.updated + ctx.tally.unchanged + ctx.tally.deleted
