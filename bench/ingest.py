@@ -5,11 +5,11 @@ staged upserts, cursors).
 Prints one JSON line per database: records fetched per second end to end, peak memory of the
 syncing process and of the stand-ins, and a second run with nothing changed (rows written and
 how many times faster). Every child has consent, so every record of the year is fetched.
-PostgreSQL is measured when BENCH_POSTGRES_URL (or TEST_DATABASE_URL) is set. On PostgreSQL
-the sync can run with several workers side by side, as `tsunagu sync --workers N` does; by
-default one, as the daily sync inside the service runs. SQLite always has one writer.
+PostgreSQL is measured when BENCH_POSTGRES_URL (or TEST_DATABASE_URL) is set. The sync runs as
+the service's daily sync and `tsunagu sync` do: on PostgreSQL with `sync_workers` workers side by
+side (two by default; --workers N to choose), on SQLite with one writer.
 
-    python bench/ingest.py [--students 50000] [--databases sqlite postgresql] [--workers 1]
+    python bench/ingest.py [--students 50000] [--databases sqlite postgresql] [--workers N]
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ from app.demo import NOTICE_HASH, NOTICE_VERSION, SCHOOL_SCOPES  # noqa: E402
 from app.roster.models import GuardianLink  # noqa: E402
 from app.world.loader import load_world  # noqa: E402
 from connectors import service  # noqa: E402
-from connectors.clients import school_clients  # noqa: E402
 from consent.models import ConsentGrant, ConsentPermission  # noqa: E402
 from consent.scopes import Purpose  # noqa: E402
 from tests.databases import fresh_database  # noqa: E402
@@ -202,19 +201,12 @@ async def sync(url: str, settings: Settings, workers: int) -> tuple[float, dict[
     with Session(engine) as session:
         service.enqueue(session=session, requested_by="bench")
         session.commit()
-    clients = [school_clients(settings, page_size=5000) for _ in range(workers)]
     started, cpu = time.perf_counter(), time.process_time()
     try:
-        done = await asyncio.gather(
-            *(
-                service.work(engine=engine, worker=f"bench-{n}", clients=c, settings=settings)
-                for n, c in enumerate(clients)
-            )
+        runs = await service.work_together(
+            engine=engine, settings=settings, name="bench", workers=workers, page_size=5000
         )
-        runs = [run for worker_runs in done for run in worker_runs]
     finally:
-        for c in clients:
-            await c.aclose()
         engine.dispose()
     seconds = time.perf_counter() - started
     totals: dict[str, float] = {"cpu_seconds": round(time.process_time() - cpu, 1)}
@@ -227,7 +219,7 @@ async def sync(url: str, settings: Settings, workers: int) -> tuple[float, dict[
 
 
 def measure(
-    backend: str, students: int, seed: int, urls: dict[str, str], pid: int, workers: int
+    backend: str, students: int, seed: int, urls: dict[str, str], pid: int, workers: int | None
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, fresh_database(backend, Path(tmp)) as url:
         started = time.perf_counter()
@@ -242,7 +234,7 @@ def measure(
             upstream_timeout_seconds=300,
         )
         postgres = backend == "postgresql"
-        workers = workers if postgres else 1  # SQLite has one writer (tsunagu sync does the same)
+        workers = workers or settings.sync_workers if postgres else 1  # as service.work_together
         stand_ins = cpu_seconds(pid)
         with PostgresCpu(url) if postgres else nullcontext() as database_first:
             first_seconds, first = asyncio.run(sync(url, settings, workers))
@@ -296,7 +288,7 @@ def main() -> None:
     parser.add_argument("--students", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=20261123)
     parser.add_argument("--databases", nargs="*", default=None)
-    parser.add_argument("--workers", type=int, default=1, help="sync workers on PostgreSQL")
+    parser.add_argument("--workers", type=int, default=None, help="PostgreSQL (default: sync_workers)")
     args = parser.parse_args()
     postgres = os.environ.get("BENCH_POSTGRES_URL") or os.environ.get("TEST_DATABASE_URL")
     if postgres:

@@ -15,7 +15,6 @@ from app.core.config import get_settings
 from app.core.db import get_engine, session_scope
 from app.sources.models import Source
 from connectors import service
-from connectors.clients import school_clients
 from connectors.models import SyncRun, SyncStatus
 
 console = Console(stderr=True)
@@ -41,15 +40,17 @@ def sync(
         list[str] | None, typer.Option("--school", help="学校コード / school code (repeatable; default: all)")
     ] = None,
     workers: Annotated[
-        int, typer.Option(min=1, max=32, help="並行ワーカー数 / workers side by side (PostgreSQL)")
-    ] = 1,
+        int | None,
+        typer.Option(
+            min=1,
+            max=32,
+            help="並行ワーカー数 / workers side by side (PostgreSQL; default: TSUNAGU_SYNC_WORKERS)",
+        ),
+    ] = None,
 ) -> None:
     """同意された記録だけを取り込む / Fetch what families consented to, incrementally."""
     sources = [s for s in (source or service.SOURCES) if s in service.SOURCES]
-    settings = get_settings()
     engine = get_engine()
-    if settings.is_sqlite:
-        workers = 1  # one writer: more workers would only wait for each other
     with session_scope(engine) as session:
         queued = service.enqueue(
             session=session, sources=sources, schools=school, since=since, requested_by="cli"
@@ -60,7 +61,7 @@ def sync(
         raise typer.Exit(1)
 
 
-async def _work(total: int, workers: int) -> list[SyncRun]:
+async def _work(total: int, workers: int | None) -> list[SyncRun]:
     settings = get_settings()
     engine = get_engine()
     with Progress(
@@ -79,18 +80,9 @@ async def _work(total: int, workers: int) -> list[SyncRun]:
             fetched += run.fetched
             progress.update(task, advance=1, records=fetched)
 
-        clients = [school_clients(settings) for _ in range(workers)]
-        try:
-            results = await asyncio.gather(
-                *(
-                    service.work(engine=engine, worker=f"cli-{n}", clients=c, settings=settings, on_done=done)
-                    for n, c in enumerate(clients)
-                )
-            )
-        finally:
-            for c in clients:
-                await c.aclose()
-    return sorted((run for runs in results for run in runs), key=lambda r: r.id or 0)
+        return await service.work_together(
+            engine=engine, settings=settings, name="cli", workers=workers, on_done=done
+        )
 
 
 def _summary(runs: list[SyncRun]) -> None:

@@ -26,7 +26,7 @@ from app.core.errors import AppError
 from app.core.types import utcnow
 from app.roster.models import School
 from app.sources.models import Source
-from connectors.clients import SchoolClients
+from connectors.clients import SchoolClients, school_clients
 from connectors.models import IdentityReview, QuarantinedRecord, ReviewStatus, SyncRun, SyncStatus
 from connectors.myna import sync_links
 from connectors.sync import RunContext, execute
@@ -157,6 +157,32 @@ async def work(
             done.append(finished)
             if on_done is not None:
                 on_done(finished)
+
+
+async def work_together(
+    *,
+    engine: Engine,
+    settings: Settings,
+    name: str,
+    workers: int | None = None,
+    on_done: Callable[[SyncRun], None] | None = None,
+    page_size: int | None = None,
+) -> list[SyncRun]:
+    """WORKERS (default: the `sync_workers` setting; one on SQLite) work the queue side by
+    side, each with its own upstream clients; every run they did, in the order queued."""
+    count = 1 if settings.is_sqlite else workers or settings.sync_workers
+    clients = [school_clients(settings, page_size=page_size) for _ in range(count)]
+    try:
+        done = await asyncio.gather(
+            *(
+                work(engine=engine, worker=f"{name}-{n}", clients=c, settings=settings, on_done=on_done)
+                for n, c in enumerate(clients)
+            )
+        )
+    finally:
+        for c in clients:
+            await c.aclose()
+    return sorted((run for runs in done for run in runs), key=lambda r: r.id or 0)
 
 
 class _Collector:

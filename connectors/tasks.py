@@ -10,16 +10,10 @@ from app.core.config import get_settings
 from app.core.db import get_engine, session_scope
 from app.core.jobs import huey
 from connectors import service
-from connectors.clients import school_clients
 
 
 async def _work() -> int:
-    settings = get_settings()
-    clients = school_clients(settings)
-    try:
-        runs = await service.work(engine=get_engine(), worker="daily", clients=clients, settings=settings)
-    finally:
-        await clients.aclose()
+    runs = await service.work_together(engine=get_engine(), settings=get_settings(), name="daily")
     return len(runs)
 
 

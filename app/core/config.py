@@ -79,6 +79,13 @@ class Settings(BaseSettings):
     sync_overlap_minutes: int = Field(
         default=60, ge=0, description="each incremental sync re-reads this much before its cursor"
     )
+    sync_workers: int = Field(
+        default=2,
+        ge=1,
+        le=32,
+        description="syncs run side by side (PostgreSQL; SQLite has one writer and runs one): "
+        "with two, one fetches while the other's batch is written (bench/ingest.py)",
+    )
 
     # LINE Messaging API: the stand-in in demo mode, the real platform in production.
     line_api_url: str = "http://127.0.0.1:8105"
