@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -785,32 +786,61 @@ def compute_features(
     if unknown:
         raise ValueError(f"unknown features: {unknown}")
     tune_for_a_city(connection)
-    if student_ids is None:
-        return _compute(connection, period, features, None)
-    ids = sorted(set(student_ids))
-    if granted is None:
-        with _children_table(connection, ids) as children:
-            return _compute(connection, period, features, children)
-    # Scopes granted to the same children are read together: most families grant every scope,
-    # and one query per family beats one per scope (each with its own table of children).
-    wanted = set(ids)
-    by_scope: dict[Scope | None, list[str]] = {}
-    for name in features:
-        by_scope.setdefault(FEATURES[name].scope, []).append(name)
-    by_children: dict[tuple[int, ...], list[str]] = {}
-    for scope, names in by_scope.items():
-        allowed = tuple(ids) if scope is None else tuple(sorted(set(granted.get(scope, ())) & wanted))
-        by_children.setdefault(allowed, []).extend(names)
-    with _children_table(connection, ids) as children:
-        table = _compute(connection, period, by_children.pop(tuple(ids), []), children)
-    for allowed, names in by_children.items():
-        with _children_table(connection, list(allowed)) as children:
-            part = _compute(connection, period, names, children)
-        rows = np.searchsorted(table.student_ids, part.student_ids)
-        for name, column in part.values.items():
-            table.values[name] = np.full(len(table.student_ids), np.nan)
-            table.values[name][rows] = column
-    return table
+    with _side_connection(connection) as side:
+        connections = [connection] if side is None else [connection, side]
+        if student_ids is None:
+            return _compute([(c, None) for c in connections], period, features)
+        ids = sorted(set(student_ids))
+        if granted is None:
+            with _children_tables(connections, ids) as pairs:
+                return _compute(pairs, period, features)
+        # Scopes granted to the same children are read together: most families grant every
+        # scope, and one query per family beats one per scope (each with its own children).
+        wanted = set(ids)
+        by_scope: dict[Scope | None, list[str]] = {}
+        for name in features:
+            by_scope.setdefault(FEATURES[name].scope, []).append(name)
+        by_children: dict[tuple[int, ...], list[str]] = {}
+        for scope, names in by_scope.items():
+            allowed = tuple(ids) if scope is None else tuple(sorted(set(granted.get(scope, ())) & wanted))
+            by_children.setdefault(allowed, []).extend(names)
+        with _children_tables(connections, ids) as pairs:
+            table = _compute(pairs, period, by_children.pop(tuple(ids), []))
+        for allowed, names in by_children.items():
+            with _children_tables(connections, list(allowed)) as pairs:
+                part = _compute(pairs, period, names)
+            rows = np.searchsorted(table.student_ids, part.student_ids)
+            for name, column in part.values.items():
+                table.values[name] = np.full(len(table.student_ids), np.nan)
+                table.values[name][rows] = column
+        return table
+
+
+@contextmanager
+def _side_connection(connection: sa.Connection) -> Iterator[sa.Connection | None]:
+    """PostgreSQL: a second connection for half the family queries, so that both cores work
+    (the server runs one query on one core; features were 10 of a city run's 24 s). None on
+    SQLite, and when CONNECTION's transaction has written anything, which another connection
+    cannot see. Each family query is one statement, so the two connections see the data as
+    the one did, statement by statement (READ COMMITTED)."""
+    if connection.dialect.name != "postgresql":
+        yield None
+        return
+    if connection.execute(sa.text("SELECT pg_current_xact_id_if_assigned()")).scalar() is not None:
+        yield None
+        return
+    with connection.engine.connect() as side:
+        tune_for_a_city(side)
+        yield side
+
+
+@contextmanager
+def _children_tables(
+    connections: list[sa.Connection], ids: list[int]
+) -> Iterator[list[tuple[sa.Connection, sa.Table | None]]]:
+    """A table of the children on each connection (a temporary table is the connection's own)."""
+    with ExitStack() as stack:
+        yield [(c, stack.enter_context(_children_table(c, ids))) for c in connections]
 
 
 @contextmanager
@@ -849,9 +879,26 @@ def _children_table(connection: sa.Connection, ids: list[int]) -> Iterator[sa.Ta
         children.drop(connection)
 
 
+# Each family query's share of the time, for the connections to share them out evenly
+# (seconds, one query at a time, for the 30,607 children of bench/screen.py's incremental run).
+_FAMILY_COST = {
+    Family.attendance: 1.5,
+    Family.status: 0.6,
+    Family.mood: 0.5,
+    Family.grades: 0.35,
+    Family.learning: 0.3,
+    Family.fees: 0.25,
+    Family.nurse: 0.1,
+    Family.observations: 0.1,
+}
+
+
 def _compute(
-    connection: sa.Connection, period: Period, features: Collection[str], children: sa.Table | None
+    pairs: list[tuple[sa.Connection, sa.Table | None]], period: Period, features: Collection[str]
 ) -> FeatureTable:
+    """The features, their family queries shared out over PAIRS (each a connection and its
+    table of children, or None for every child), one thread per extra connection."""
+    connection, children = pairs[0]
     base = _enrolled(period, children)
     roster = connection.execute(sa.select(base.c.id, base.c.school_id).order_by(base.c.id)).all()
     ids = np.array([r[0] for r in roster], dtype=np.int64)
@@ -863,7 +910,37 @@ def _compute(
     by_family: dict[Family, list[str]] = {}
     for name in features:
         by_family.setdefault(FEATURES[name].family, []).append(name)
-    for family, names in by_family.items():
+    shares: list[list[tuple[Family, list[str]]]] = [[] for _ in pairs]
+    loads = [0.0 for _ in pairs]
+    for family in sorted(by_family, key=lambda f: -_FAMILY_COST[f]):
+        least = loads.index(min(loads))
+        shares[least].append((family, by_family[family]))
+        loads[least] += _FAMILY_COST[family]
+    if len(pairs) == 1:
+        found = [_families(*pairs[0], period, shares[0], len(ids))]
+    else:
+        with ThreadPoolExecutor(max_workers=len(pairs) - 1) as pool:
+            others = [
+                pool.submit(_families, *pair, period, share, len(ids))
+                for pair, share in zip(pairs[1:], shares[1:], strict=True)
+            ]
+            found = [_families(*pairs[0], period, shares[0], len(ids)), *(f.result() for f in others)]
+    for values in found:
+        table.values.update(values)
+    return table
+
+
+def _families(
+    connection: sa.Connection,
+    children: sa.Table | None,
+    period: Period,
+    families: list[tuple[Family, list[str]]],
+    expected: int,
+) -> dict[str, NDArray[np.float64]]:
+    """The columns of FAMILIES, read on CONNECTION, each with a row per child in id order."""
+    base = _enrolled(period, children)
+    values: dict[str, NDArray[np.float64]] = {}
+    for family, names in families:
         if family is Family.attendance:
             latest = _latest_school_days(connection, period) if "consecutive_absence_days" in names else []
             query = _family_attendance(base, period, set(names), latest)
@@ -872,12 +949,12 @@ def _compute(
         result = connection.execute(query)
         keys = list(result.keys())[1:]
         rows = result.all()
-        if len(rows) != len(ids):
-            raise RuntimeError(f"{family} returned {len(rows)} rows for {len(ids)} children")
+        if len(rows) != expected:
+            raise RuntimeError(f"{family} returned {len(rows)} rows for {expected} children")
         # All the rows in one conversion (None becomes NaN, unknown): column by column through
         # zip() was a third of a full run's Python time at 250,000 children.
         # (As plain tuples: numpy probes a Row as a mapping first, one KeyError per row.)
         matrix = np.array([tuple(row) for row in rows], dtype=np.float64).reshape(len(rows), len(keys) + 1)
         for index, key in enumerate(keys, start=1):
-            table.values[key] = matrix[:, index].copy()
-    return table
+            values[key] = matrix[:, index].copy()
+    return values

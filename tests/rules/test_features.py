@@ -6,11 +6,15 @@ from __future__ import annotations
 import math
 import random
 from datetime import date
+from typing import Any
 
 import pytest
 from sqlmodel import Session
 
+from app.core.db import make_engine
+from app.core.migrate import upgrade
 from consent.scopes import Scope
+from rules import compute
 from rules.compute import compute_features
 from rules.features import FEATURES
 from rules.reference import child_features
@@ -41,12 +45,49 @@ def test_every_feature_matches_the_reference(session: Session, children: list[in
         _check(session, children, as_of)
 
 
-def _check(session: Session, children: list[int], as_of: date) -> None:
+def test_features_read_over_two_connections_match_the_reference(
+    empty_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL, when the caller's transaction has written nothing, the family queries are
+    shared out over a second connection (`rules.compute._side_connection`): the same values, for
+    the whole city and for a consent-scoped few. The rows are committed, as a sync commits them:
+    the test's usual uncommitted rows would keep the queries on one connection."""
+    engine = make_engine(empty_database_url)
+    upgrade(engine)
+    connections: list[int] = []
+    spread = compute._compute
+
+    def counted(pairs: list[tuple[Any, Any]], *args: Any) -> Any:
+        connections.append(len(pairs))
+        return spread(pairs, *args)
+
+    monkeypatch.setattr(compute, "_compute", counted)
+    try:
+        with Session(engine) as session:
+            rng = random.Random(7)
+            school = make_school_with_calendar(session)
+            made = [make_random_child(session, school, rng) for _ in range(14)]
+            add_random_observations(session, school, made, random.Random(11))
+            children = [child.id or 0 for child in made]
+            session.commit()
+        for as_of in (AS_OF_DAYS[1], AS_OF_DAYS[4]):
+            with Session(engine) as session:
+                _check(session, children, as_of)
+            with Session(engine) as session:
+                _check(session, children, as_of, everyone=True)
+    finally:
+        engine.dispose()
+    assert set(connections) == {2 if engine.dialect.name == "postgresql" else 1}
+
+
+def _check(session: Session, children: list[int], as_of: date, *, everyone: bool = False) -> None:
+    """Every feature of the CHILDREN (or of EVERYONE enrolled, who must be among them) as the
+    reference has it."""
     table = compute_features(
         connection=session.connection(),
         as_of=as_of,
         features=list(FEATURES),
-        student_ids=children,
+        student_ids=None if everyone else children,
     )
     assert len(table.student_ids) > 0
     for index, student_id in enumerate(table.student_ids):
