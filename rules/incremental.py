@@ -312,11 +312,15 @@ class Bounds:
         """Children with rows the atom reads about the new days, or synced since the last run."""
         feature, window = atom.feature, atom.feature.window
         key = feature.name.removesuffix(f"_{window.value}") if window else feature.name
+        counted = _counted_rows(key, self.last.as_of + timedelta(days=1), self.now.as_of, self.now)
+        if counted is None:
+            # Any new row of the family: the same for each of its features (the six status
+            # facts asked for the same three tables six times).
+            key = f"family:{feature.family.value}"
         if key in self._rows:
             return self._rows[key]
         found: set[int] = set()
         tables = _FAMILY_ROWS[feature.family]
-        counted = _counted_rows(key, self.last.as_of + timedelta(days=1), self.now.as_of, self.now)
         if counted is not None and window is not None:  # a count: only the rows it counts
             found |= self._ids(counted)
             in_window = _counted_rows(key, self.now.start(window), self.now.as_of, self.now)
