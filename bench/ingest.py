@@ -248,7 +248,7 @@ def measure(
             upstream_timeout_seconds=300,
         )
         postgres = backend == "postgresql"
-        workers = workers or settings.sync_workers if postgres else 1  # as service.work_together
+        workers = service.worker_count(settings, workers)
         stand_ins = cpu_seconds(pid)
         with PostgresCpu(url) if postgres else nullcontext() as database_first:
             first_seconds, first = asyncio.run(sync(url, settings, workers))

@@ -159,6 +159,12 @@ async def work(
                 on_done(finished)
 
 
+def worker_count(settings: Settings, requested: int | None = None) -> int:
+    """How many sync workers run side by side: as REQUESTED, else the `sync_workers` setting;
+    one on SQLite, whose one writer more workers would only wait for."""
+    return 1 if settings.is_sqlite else requested or settings.sync_workers
+
+
 async def work_together(
     *,
     engine: Engine,
@@ -168,10 +174,9 @@ async def work_together(
     on_done: Callable[[SyncRun], None] | None = None,
     page_size: int | None = None,
 ) -> list[SyncRun]:
-    """WORKERS (default: the `sync_workers` setting; one on SQLite) work the queue side by
-    side, each with its own upstream clients; every run they did, in the order queued."""
-    count = 1 if settings.is_sqlite else workers or settings.sync_workers
-    clients = [school_clients(settings, page_size=page_size) for _ in range(count)]
+    """`worker_count(WORKERS)` workers work the queue side by side, each with its own upstream
+    clients; every run they did, in the order queued."""
+    clients = [school_clients(settings, page_size=page_size) for _ in range(worker_count(settings, workers))]
     try:
         done = await asyncio.gather(
             *(
