@@ -22,12 +22,12 @@ from collections.abc import Callable, Collection, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from functools import lru_cache
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import sqlalchemy as sa
+from numpy.typing import NDArray
 from sqlmodel import Session, select
 
 from app.core import bulk
@@ -130,7 +130,7 @@ def live_rules(*, session: Session, catalog: Catalog) -> tuple[list[Rule], list[
     return live, trial
 
 
-_HOLDS: dict[Op, Callable[[float, float], bool]] = {
+_HOLDS: dict[Op, Callable[[Any, float], Any]] = {  # on numpy arrays, element-wise
     Op.ge: operator.ge,
     Op.gt: operator.gt,
     Op.le: operator.le,
@@ -140,10 +140,9 @@ _HOLDS: dict[Op, Callable[[float, float], bool]] = {
 }
 
 
-@lru_cache(maxsize=1024)
-def _fact_frame(atom: Atom, period: Period) -> tuple[tuple[str, Any], ...]:
+def _fact_frame(atom: Atom, period: Period) -> dict[str, Any]:
     """What a fact says that is the same for every child (made once per atom and run: a city
-    run writes a hundred thousand facts)."""
+    run writes a hundred thousand facts). The value and result come in their places after."""
     window = atom.feature.window
     start: date | None = period.start(window) if window else None
     if atom.feature.name.startswith("grade_"):
@@ -152,41 +151,55 @@ def _fact_frame(atom: Atom, period: Period) -> tuple[tuple[str, Any], ...]:
         window_text = "、".join(f"{y}年度{t}学期" for y, t in terms)
     else:
         window_text = window.value if window else ""
-    return (
-        ("window", window_text),
-        ("window_start", start.isoformat() if start else None),
-        ("window_end", period.as_of.isoformat() if window else None),
-    )
-
-
-def _fact(atom: Atom, table: FeatureTable, index: int, period: Period) -> dict[str, Any]:
-    raw = float(table.values[atom.feature.name][index])
-    value = None if np.isnan(raw) else raw
-    # The same three-valued comparison as rules.evaluate.atom_truth, for one child.
-    result = (
-        "unknown" if value is None else "true" if _HOLDS[atom.op](value, float(atom.threshold)) else "false"
-    )
     return {
         "name": atom.name,
         "feature": atom.feature.name,
         "op": atom.op.value,
         "threshold": atom.threshold,
-        "value": value,
-        "result": result,
-        **dict(_fact_frame(atom, period)),
+        "value": None,
+        "result": None,
+        "window": window_text,
+        "window_start": start.isoformat() if start else None,
+        "window_end": period.as_of.isoformat() if window else None,
     }
 
 
-def _booster(
-    booster: Booster, table: FeatureTable, index: int, period: Period, granted: Mapping[Scope, Any]
-) -> dict[str, Any]:
-    """A status fact beside a rule: its value only where the family shared it."""
-    fact = _fact(booster.atom, table, index, period)
+def _facts(
+    atom: Atom, table: FeatureTable, indices: NDArray[np.intp], period: Period
+) -> list[dict[str, Any]]:
+    """The atom's fact for each child at INDICES, made column-wise: the comparison is the
+    three-valued one of rules.evaluate.atom_truth, done once for all of them (a city run makes a
+    hundred thousand facts, and per child the numpy scalars and enum look-ups were most of it)."""
+    frame = _fact_frame(atom, period)
+    values = table.values[atom.feature.name][indices]
+    holds = _HOLDS[atom.op](values, float(atom.threshold))  # NaN (unknown) compares false
+    results = np.where(np.isnan(values), "unknown", np.where(holds, "true", "false")).tolist()
+    return [
+        {**frame, "value": None if result == "unknown" else value, "result": result}
+        for value, result in zip(values.tolist(), results, strict=True)
+    ]
+
+
+def _boosters(
+    booster: Booster,
+    table: FeatureTable,
+    indices: NDArray[np.intp],
+    period: Period,
+    granted: Mapping[Scope, Any],
+) -> list[dict[str, Any]]:
+    """A status fact beside a rule, for each child at INDICES: its value only where the family
+    shared it."""
     scope = booster.atom.feature.scope
-    shared = scope is None or bool(granted[scope][index])  # a staff record counts for every child screened
-    if not shared:
-        fact = {**fact, "value": None, "result": "not_consented"}
-    return {**fact, "adds": booster.weight, "shared": shared}
+    # A staff record counts for every child screened.
+    shared = (
+        [True] * len(indices) if scope is None else np.asarray(granted[scope])[indices].astype(bool).tolist()
+    )
+    return [
+        {**fact, "adds": booster.weight, "shared": True}
+        if given
+        else {**fact, "value": None, "result": "not_consented", "adds": booster.weight, "shared": False}
+        for fact, given in zip(_facts(booster.atom, table, indices, period), shared, strict=True)
+    ]
 
 
 def verdicts(
@@ -212,16 +225,18 @@ def verdicts(
                 category=category,
             )
         for result in category_results:
-            added = booster_weights(result, table, granted)
-            for index in np.flatnonzero(result.fired):
-                verdict = found[(int(table.student_ids[index]), category)]
-                rule = result.rule
-                verdict.findings.append(
+            rule = result.rule
+            fired = np.flatnonzero(result.fired)
+            weights = (rule.weight + booster_weights(result, table, granted)[fired]).tolist()
+            atoms = [_facts(atom, table, fired, period) for atom in rule.atoms]
+            boosters = [_boosters(b, table, fired, period, granted) for b in rule.boosters]
+            for i, student_id in enumerate(table.student_ids[fired].tolist()):
+                found[(student_id, category)].findings.append(
                     Finding(
                         rule=rule,
-                        weight=round(rule.weight + float(added[index]), 6),
-                        atoms=[_fact(atom, table, int(index), period) for atom in rule.atoms],
-                        boosters=[_booster(b, table, int(index), period, granted) for b in rule.boosters],
+                        weight=round(weights[i], 6),
+                        atoms=[column[i] for column in atoms],
+                        boosters=[column[i] for column in boosters],
                     )
                 )
             for index in np.flatnonzero(fired_any & (result.insufficient | result.not_consented)):
@@ -350,14 +365,13 @@ def apply(
     as_of = run.as_of
 
     is_open = _alert.c.status.in_([s.value for s in OPEN_STATUSES])
+    c = _alert.c
+    opened = sa.select(c.id, c.student_id, c.category, c.score, c.coverage).where(is_open)
     if considered is None:
-        batches = [sa.select(_alert).where(is_open)]
+        batches = [opened]
     else:
         # An incremental run reads the open alerts of the children it screens, not the city's.
-        batches = [
-            sa.select(_alert).where(is_open, among)
-            for among in one_of(dialect, _alert.c.student_id, sorted(screened))
-        ]
+        batches = [opened.where(among) for among in one_of(dialect, _alert.c.student_id, sorted(screened))]
     open_alerts = {
         (a.student_id, a.category): a
         for batch in batches
@@ -424,9 +438,7 @@ def apply(
         )
         for signal in signals_by_alert[alert["id"]].values():
             if signal["cleared_on"] is None:
-                writes.signals.append(
-                    {**_kept(signal), "_id": signal["id"], "cleared_on": as_of, "last_run_id": run_id}
-                )
+                writes.cleared.append({"_id": signal["id"], "cleared_on": as_of, "last_run_id": run_id})
         event_inserts.append(
             _event_row(alert["id"], AlertEventKind.evidence_cleared, run_id, now, {"coverage": cover})
         )
@@ -571,9 +583,7 @@ def _refresh(
         )
     for rule_id in stopped:
         signal = signals[rule_id]
-        writes.signals.append(
-            {**_kept(signal), "_id": signal["id"], "cleared_on": as_of, "last_run_id": run_id}
-        )
+        writes.cleared.append({"_id": signal["id"], "cleared_on": as_of, "last_run_id": run_id})
     writes.alerts.append(
         {
             "_id": alert["id"],
@@ -600,7 +610,9 @@ def _refresh(
     return True
 
 
-_DRIFT_ONLY = ("window_start", "window_end")
+_UNSAID = ("window_start", "window_end")
+_UNSAID_OF_A_RATE = (*_UNSAID, "value")
+_RATES = frozenset(name for name, feature in FEATURES.items() if feature.value_type is ValueType.rate)
 
 
 def says(facts: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -611,17 +623,16 @@ def says(facts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     weight or a rule starting or stopping always rewrites it, with every value refreshed."""
     said = []
     for fact in facts:
-        feature = FEATURES.get(str(fact.get("feature")))
-        rate = feature is not None and feature.value_type is ValueType.rate
-        said.append({k: v for k, v in fact.items() if k not in _DRIFT_ONLY and not (rate and k == "value")})
+        # A copy with the few keys popped: a comprehension over every key was most of the
+        # comparison of an incremental run's ten thousand refreshed alerts.
+        told = fact.copy()
+        for key in _UNSAID_OF_A_RATE if fact.get("feature") in _RATES else _UNSAID:
+            told.pop(key, None)
+        said.append(told)
     return said
 
 
-_SIGNAL_KEPT = ("rule_version", "weight", "atoms", "boosters", "last_run_id", "last_seen_on")
-
-
-def _kept(signal: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: signal[key] for key in _SIGNAL_KEPT}
+_SIGNAL_VALUES = ("rule_version", "weight", "atoms", "boosters", "last_run_id", "last_seen_on")
 
 
 @dataclass
@@ -632,11 +643,15 @@ class _Writes:
 
     alerts: list[dict[str, Any]] = field(default_factory=list)
     signals: list[dict[str, Any]] = field(default_factory=list)
+    # Signals that stopped: their facts stay as the run that last saw them left them, so only
+    # these two columns are sent (not their facts again, as JSON).
+    cleared: list[dict[str, Any]] = field(default_factory=list)
 
     def flush(self, session: Session, now: datetime) -> None:
         alert_columns = ("score", "coverage", "last_run_id", "evidence_as_of")
         _update_many(session, _alert, alert_columns, self.alerts, also={"updated_at": now})
-        _update_many(session, _signal, (*_SIGNAL_KEPT, "cleared_on"), self.signals)
+        _update_many(session, _signal, (*_SIGNAL_VALUES, "cleared_on"), self.signals)
+        _update_many(session, _signal, ("cleared_on", "last_run_id"), self.cleared)
 
 
 def _update_many(
