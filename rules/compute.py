@@ -786,7 +786,7 @@ def compute_features(
     if unknown:
         raise ValueError(f"unknown features: {unknown}")
     tune_for_a_city(connection)
-    with _side_connection(connection) as side:
+    with side_connection(connection) as side:
         connections = [connection] if side is None else [connection, side]
         if student_ids is None:
             return _compute([(c, None) for c in connections], period, features)
@@ -817,7 +817,7 @@ def compute_features(
 
 
 @contextmanager
-def _side_connection(connection: sa.Connection) -> Iterator[sa.Connection | None]:
+def side_connection(connection: sa.Connection) -> Iterator[sa.Connection | None]:
     """PostgreSQL: a second connection for half the family queries, so that both cores work
     (the server runs one query on one core; features were 10 of a city run's 24 s). None on
     SQLite, and when CONNECTION's transaction has written anything, which another connection

@@ -49,7 +49,7 @@ def test_features_read_over_two_connections_match_the_reference(
     empty_database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On PostgreSQL, when the caller's transaction has written nothing, the family queries are
-    shared out over a second connection (`rules.compute._side_connection`): the same values, for
+    shared out over a second connection (`rules.compute.side_connection`): the same values, for
     the whole city and for a consent-scoped few. The rows are committed, as a sync commits them:
     the test's usual uncommitted rows would keep the queries on one connection."""
     engine = make_engine(empty_database_url)
