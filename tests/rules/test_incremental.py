@@ -27,7 +27,15 @@ from rules import engine
 from rules.catalog import Catalog, load_catalog
 from rules.models import Alert, RunKind, Signal
 from tests.factories import make_grant, make_student
-from tests.rules.factories import SRC, _at, make_random_child, make_school_with_calendar, mark, school_days
+from tests.rules.factories import (
+    SRC,
+    YEAR_START,
+    _at,
+    make_random_child,
+    make_school_with_calendar,
+    mark,
+    school_days,
+)
 
 
 @pytest.fixture
@@ -167,11 +175,8 @@ def test_alerts_whose_evidence_moves_only_with_rows_are_left_alone_on_a_day_with
 ) -> None:
     catalog = load_catalog()
     school = make_school_with_calendar(session)
-    in_arrears, absent_in_september = (
-        make_student(session, school=school),
-        make_student(session, school=school),
-    )
-    for child in (in_arrears, absent_in_september):
+    in_arrears, absent_in_september, near_the_line = (make_student(session, school=school) for _ in range(3))
+    for child in (in_arrears, absent_in_september, near_the_line):
         make_grant(session, student=child, scopes=list(Scope))
     session.add_all(
         FeeStatus(
@@ -180,14 +185,21 @@ def test_alerts_whose_evidence_moves_only_with_rows_are_left_alone_on_a_day_with
         for month in (date(2025, 8, 1), date(2025, 9, 1))
     )
     mark(session, absent_in_september, school_days(date(2025, 9, 1), date(2025, 9, 30)))
+    # 98 school days to 1 October, 7 of them excused: 11 absences leave 80 of 91 days attended
+    # (87.9 %, below the 88 % line); one more day present makes it 81 of 92 (88.04 %).
+    year = school_days(YEAR_START, date(2025, 10, 1))
+    assert len(year) == 98
+    mark(session, near_the_line, year[:7], AttendanceMark.excused, AttendanceReason.suspension)
+    mark(session, near_the_line, school_days(date(2025, 5, 1), date(2025, 5, 31))[:11])
     first = _screen(units, catalog, date(2025, 10, 1))
-    assert first.opened == 2
-    # The 2nd brings no rows: two months of arrears stay two months, but an attendance rate
-    # grows with a day present and may cross its line, so only that child is screened again.
+    assert first.opened == 3
+    # The 2nd brings no rows: two months of arrears stay two months, and September's absences
+    # keep that attendance rate far below its lines; only the rate next to its line may cross
+    # it with a day present, so only that child is screened again, and the alert clears.
     incremental = _screen(units, catalog, date(2025, 10, 2), incremental=True)
     assert (incremental.kind, incremental.children) == (RunKind.incremental, 1)
-    assert (incremental.opened, incremental.updated, incremental.cleared) == (0, 0, 0)
+    assert (incremental.opened, incremental.updated, incremental.cleared) == (0, 0, 1)
     after_incremental = _state(session)
     full = _screen(units, catalog, date(2025, 10, 2))
-    assert (full.children, full.opened, full.updated, full.cleared) == (2, 0, 0, 0)
+    assert (full.children, full.opened, full.updated, full.cleared) == (3, 0, 0, 0)
     assert _state(session) == after_incremental
