@@ -10,13 +10,16 @@ mark on the new day; benefits, grades and fees stay as they are within a month. 
   can start to meet it: rows about the new days, and rows written by syncs since the last run
   (their `sync_run_id` above the run's watermark; both indexed), or staff observations
   recorded since it started (a person may date one back). A count condition narrows
-  them further: only children who have that many rows in today's window;
+  them further: only children who have that many rows in today's window; an absence or
+  attendance rate condition too: only children whose rate, counted from their marks, meets it;
 - **other rules** (a rate over a rolling window, a `<` on a count): a count condition inside
   them still bounds who can meet them (`all`: the bounded parts; `any`: every part; `at
   least N`: N minus the unbounded parts); a rule that nothing bounds makes the run screen
   everyone.
 
-And always: children whose open alert has evidence (a rule may stop, values move), whose alert
+And always: children whose open alert has evidence that may read differently today (a rule may
+stop, a count move; a rule resting on rates alone stays as it was while each rate, counted
+today, still meets its line, since a signal does not say a rate's value), whose alert
 was closed or dismissed within the quiet period, whose windows start to cover their enrolment
 (unknown becomes known), who enrolled on the new days, and whose families' consent changed.
 Everyone else's alerts would come out of a full run unchanged, which the tests check by running
