@@ -523,21 +523,33 @@ def _holders_that_may_change(session: Session, rules: Collection[Rule], bounds: 
             found.add(student_id)  # a rule no longer live, or a drifting value: screen again
         else:
             categories.setdefault(str(category), set()).add(student_id)
+    touched: dict[str, set[int]] = {}
+
+    def touched_in(category: str) -> set[int]:
+        """Children with rows that any rule of CATEGORY reads that came, went or were synced."""
+        if category not in touched:
+            touched[category] = set().union(
+                *(
+                    bounds.touched(atom)
+                    for rule in by_category.get(category, [])
+                    for atom in [*_atoms(rule.when), *(booster.atom for booster in rule.boosters)]
+                )
+            )
+        return touched[category]
+
     # A signal does not say a rate's value (`rules.engine.says`), so while each rate still
-    # meets its line the rule says today what it said: the rest is as for counts.
+    # meets its line the rule says today what it said: the rest is as for counts. (Children
+    # whose rows moved are screened again anyway: their rates are not counted.)
     for rule, holders in by_rates.values():
-        still = set(holders)
+        unsure = holders - found - touched_in(rule.category.value)
+        still = set(unsure)
         for atom in _atoms(rule.when):
             if drifts(atom.feature):
                 still &= bounds.rate_holds(atom, still)
-        found |= holders - still
-        categories.setdefault(rule.category.value, set()).update(still)
+        found |= unsure - still
+        categories.setdefault(rule.category.value, set()).update(holders)
     for category, holders in categories.items():
-        touched: set[int] = set()
-        for rule in by_category.get(category, []):
-            for atom in [*_atoms(rule.when), *(booster.atom for booster in rule.boosters)]:
-                touched |= bounds.touched(atom)
-        found |= holders & touched
+        found |= holders & touched_in(category)
     return found
 
 
