@@ -153,6 +153,10 @@ def _counted_rows(stem: str, first: date, last: date, period: Period) -> sa.Sele
             _attendance.c.mark.in_([AttendanceMark.absent, AttendanceMark.excused]),
         )
     if stem == "lunch_arrears_months":
+        if first > last.replace(day=1):
+            # No month starts between them (the new days of a month): no row, and no scan of
+            # a year of fees to find none (the planner does not see that the range is empty).
+            return sa.select(_fee.c.student_id).where(sa.false())
         return sa.select(_fee.c.student_id).where(
             _fee.c.month >= first, _fee.c.month <= last.replace(day=1), _fee.c.arrears.is_(True)
         )
@@ -254,7 +258,7 @@ class Bounds:
         return other
 
     def _ids(self, query: sa.Select[Any]) -> set[int]:
-        return set(self.connection.execute(query.distinct()).scalars())
+        return id_set(self.connection, query)
 
     def count(self, atom: Atom, among: Collection[int] | None = None) -> set[int] | None:
         """Children (AMONG these, if given) with enough rows in today's window for the count
@@ -270,6 +274,13 @@ class Bounds:
         feature, least = atom.feature, _least_count(atom)
         if among is not None and _stem(feature) in _AWAY_RATES:
             return self.rate_holds(atom, among)
+        if among is not None and _stem(feature) == "absence_days" and feature.window is not None:
+            # The same marks a rate counts: one question per window for both conditions.
+            return {
+                student_id
+                for student_id, (absent, _required) in self._away_days(feature.window, among).items()
+                if atom_truth(atom, float(absent)) is Truth.true
+            }
         if feature.name == "consecutive_absence_days" and least is not None and least >= 2:
             query = self._away_on_each_of_the_last_school_days(least)
         elif least is None or feature.window is None:
@@ -286,12 +297,12 @@ class Bounds:
                 .having(sa.func.count() >= least)
             )
         if among is None:
-            return set(self.connection.execute(query).scalars())
+            return self._ids(query)
         found: set[int] = set()
         dialect = self.connection.dialect
         # The children's own rows, by the student index.
         for only in one_of(dialect, query.selected_columns[0], among):
-            found.update(self.connection.execute(query.where(only)).scalars())
+            found |= self._ids(query.where(only))
         return found
 
     def rate_holds(self, atom: Atom, among: Collection[int]) -> set[int]:
@@ -472,6 +483,17 @@ class Bounds:
         return {child for child, count in seen.items() if count >= need}
 
 
+def id_set(connection: sa.Connection, query: sa.Select[Any]) -> set[int]:
+    """The distinct ids in QUERY's first column, sent back as one comma-separated text: a row
+    object per id was most of the time of the larger questions (the 175,000 children with a mood
+    check-in on the new day, the 67,000 signals of open alerts at 250,000 children)."""
+    found = query.distinct().subquery()
+    joined = connection.execute(
+        sa.select(sa.func.aggregate_strings(sa.cast(found.c[0], sa.String), ","))
+    ).scalar()
+    return set(map(int, joined.split(","))) if joined else set()
+
+
 def _dated(table: sa.Table, last: Period, now: Period) -> sa.ColumnElement[bool] | None:
     """Rows about the new days, by the column that dates them (indexed)."""
     if "day" in table.c:
@@ -506,23 +528,29 @@ def _holders_that_may_change(session: Session, rules: Collection[Rule], bounds: 
     for rule in rules:
         by_category.setdefault(rule.category.value, []).append(rule)
     open_statuses = [s.value for s in OPEN_STATUSES]
+    # The holders of each category and rule, their ids as one text (see `id_set`).
     firing = session.execute(
-        sa.select(_alert.c.student_id, _alert.c.category, _signal.c.rule_id)
+        sa.select(
+            _alert.c.category,
+            _signal.c.rule_id,
+            sa.func.aggregate_strings(sa.cast(_alert.c.student_id, sa.String), ","),
+        )
         .join(_signal, _signal.c.alert_id == _alert.c.id)
         .where(_alert.c.status.in_(open_statuses), _alert.c.score > 0, _signal.c.cleared_on.is_(None))
+        .group_by(_alert.c.category, _signal.c.rule_id)
     ).all()
     found: set[int] = set()
     categories: dict[str, set[int]] = {}
     by_rates: dict[str, tuple[Rule, set[int]]] = {}
-    held_by_rates = {rule.id for rule in rules if _held_by_rates(rule)}
-    for student_id, category, rule_id in firing:
+    for category, rule_id, joined in firing:
+        holders = set(map(int, joined.split(",")))
         known = by_id.get(rule_id)
-        if known is not None and rule_id in held_by_rates:
-            by_rates.setdefault(rule_id, (known, set()))[1].add(student_id)
+        if known is not None and _held_by_rates(known):
+            by_rates.setdefault(rule_id, (known, set()))[1].update(holders)
         elif known is None or any(drifts(atom.feature) for atom in _atoms(known.when)):
-            found.add(student_id)  # a rule no longer live, or a drifting value: screen again
+            found |= holders  # a rule no longer live, or a drifting value: screen again
         else:
-            categories.setdefault(str(category), set()).add(student_id)
+            categories.setdefault(str(category), set()).update(holders)
     touched: dict[str, set[int]] = {}
 
     def touched_in(category: str) -> set[int]:
@@ -605,7 +633,7 @@ def _rest(session: Session, rules: Collection[Rule], bounds: Bounds) -> set[int]
     as_of, last_as_of = now.as_of, last.as_of
 
     def ids(query: sa.Select[Any]) -> None:
-        found.update(session.execute(query.distinct()).scalars())
+        found.update(id_set(session.connection(), query))
 
     found |= _holders_that_may_change(session, rules, bounds)
     # Closed or dismissed within the quiet period: stronger evidence, or its end, may reopen them.

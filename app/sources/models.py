@@ -202,7 +202,11 @@ class HouseholdInfo(Provenance, table=True):
     """世帯情報 from Myna Portal, as of a date. Every fact is nullable: the portal may not say."""
 
     __tablename__ = "household_info"
-    __table_args__ = (sa.UniqueConstraint("student_id", "as_of"),)
+    __table_args__ = (
+        sa.UniqueConstraint("student_id", "as_of"),
+        # An incremental screening asks which children have facts dated on the new days.
+        sa.Index("ix_household_info_as_of_student", "as_of", "student_id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     student_id: int = Field(foreign_key="student.id")
@@ -227,7 +231,11 @@ class BenefitStatus(Provenance, table=True):
     """Whether the household receives a benefit, as of a date; NULL `receiving` is unknown."""
 
     __tablename__ = "benefit_status"
-    __table_args__ = (sa.UniqueConstraint("student_id", "benefit", "as_of"),)
+    __table_args__ = (
+        sa.UniqueConstraint("student_id", "benefit", "as_of"),
+        # An incremental screening asks which children have facts dated on the new days.
+        sa.Index("ix_benefit_status_as_of_student", "as_of", "student_id"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     student_id: int = Field(foreign_key="student.id")
