@@ -10,16 +10,15 @@ its single writer makes one worker the right number.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from app.core.collector import fewer_collections
 from app.core.config import Settings
 from app.core.db import session_scope
 from app.core.errors import AppError
@@ -148,7 +147,7 @@ async def work(
         with session_scope(engine) as session:
             return claim(session=session, worker=worker)
 
-    with _fewer_collections():
+    with fewer_collections():
         while True:
             run = await asyncio.to_thread(claim_one)
             if run is None:
@@ -188,36 +187,6 @@ async def work_together(
         for c in clients:
             await c.aclose()
     return sorted((run for runs in done for run in runs), key=lambda r: r.id or 0)
-
-
-class _Collector:
-    """How many workers of this process are syncing, and the collector's settings before them."""
-
-    workers = 0
-    thresholds = gc.get_threshold()
-
-
-@contextmanager
-def _fewer_collections() -> Iterator[None]:
-    """Collect cycles less often while workers sync, and never scan what existed before.
-
-    A sync makes and drops millions of small acyclic objects (records, rows, keys), which
-    reference counting frees; the cycle collector would otherwise run every few hundred of them
-    and walk every live object each time (a third of the sync's CPU in bench/ingest.py). Cycles
-    are still collected, only in larger steps; the settings come back when the last worker ends.
-    """
-    if _Collector.workers == 0:
-        _Collector.thresholds = gc.get_threshold()
-        gc.freeze()
-        gc.set_threshold(50_000, 20, 100)
-    _Collector.workers += 1
-    try:
-        yield
-    finally:
-        _Collector.workers -= 1
-        if _Collector.workers == 0:
-            gc.set_threshold(*_Collector.thresholds)
-            gc.unfreeze()
 
 
 def recent_runs(*, session: Session, limit: int = 100) -> Sequence[SyncRun]:

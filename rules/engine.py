@@ -31,7 +31,8 @@ from numpy.typing import NDArray
 from sqlmodel import Session, select
 
 from app.core import bulk
-from app.core.db import one_of
+from app.core.collector import fewer_collections
+from app.core.db import ids_in, joined_ids, one_of
 from app.core.types import utcnow
 from consent import policy
 from consent.scopes import Purpose, Scope
@@ -393,7 +394,7 @@ def apply(
     signals_by_alert: dict[int, dict[str, Any]] = defaultdict(dict)
     open_ids = sorted(a["id"] for a in open_alerts.values())
     for among in one_of(dialect, _signal.c.alert_id, open_ids):
-        for signal in session.execute(sa.select(_signal).where(among)).mappings():
+        for signal in session.execute(sa.select(*_SIGNAL_READ).where(among)).mappings():
             signals_by_alert[signal["alert_id"]][signal["rule_id"]] = signal
 
     new_alerts: list[Verdict] = []
@@ -515,17 +516,23 @@ def _may_rest_on_unshared(
         features = [*(a.feature for a in rule.atoms), *(b.atom.feature for b in rule.boosters)]
         reads[(rule.id, rule.version)] = frozenset(f.scope for f in features if f.scope is not None)
     every = frozenset(Scope)
-    query = sa.select(_signal.c.student_id, _signal.c.rule_id, _signal.c.rule_version).distinct()
+    # The children of each rule version, as one text each (`joined_ids`), not a row per signal.
+    query = sa.select(_signal.c.rule_id, _signal.c.rule_version, joined_ids(_signal.c.student_id)).group_by(
+        _signal.c.rule_id, _signal.c.rule_version
+    )
     if considered is None:
         batches = [query]
     else:
         ids, dialect = sorted(set(considered)), session.get_bind().dialect
         batches = [query.where(among) for among in one_of(dialect, _signal.c.student_id, ids)]
     found: set[int] = set()
+    allowed = evaluation.allowed
     for batch in batches:
-        for student_id, rule_id, version in session.execute(batch).all():
-            if not reads.get((rule_id, version), every) <= evaluation.allowed.get(student_id, {}).keys():
-                found.add(student_id)
+        for rule_id, version, joined in session.execute(batch).all():
+            needs = reads.get((rule_id, version), every)
+            found.update(
+                student_id for student_id in ids_in(joined) if not needs <= allowed.get(student_id, {}).keys()
+            )
     return found
 
 
@@ -632,6 +639,10 @@ def says(facts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return said
 
 
+# What apply() reads of an open alert's signals: not the run and day columns it only writes.
+_SIGNAL_READ = tuple(
+    _signal.c[name] for name in ("id", "alert_id", "rule_id", "weight", "atoms", "boosters", "cleared_on")
+)
 _SIGNAL_VALUES = ("rule_version", "weight", "atoms", "boosters", "last_run_id", "last_seen_on")
 
 
@@ -820,6 +831,26 @@ def run_screening(
     `units()` gives a unit of work (commit on success, roll back on error); `authorize_for(run_id)`
     gives consent's authorize_many with the run as the actor.
     """
+    with fewer_collections():
+        return _run_screening(
+            units=units,
+            catalog=catalog,
+            as_of=as_of,
+            authorize_for=authorize_for,
+            incremental=incremental,
+            timezone=timezone,
+        )
+
+
+def _run_screening(
+    *,
+    units: Units,
+    catalog: Catalog,
+    as_of: date,
+    authorize_for: Callable[[int], Authorizer],
+    incremental: bool,
+    timezone: str,
+) -> RunOutcome:
     started = time.perf_counter()
     with units() as session:
         last = session.execute(

@@ -143,3 +143,20 @@ def one_of(
     if dialect.name == "postgresql":
         return [column == sa.any_(sa.literal(list(ids), ARRAY(sa.Integer)))]
     return [column.in_(ids[start : start + _IN_LIST]) for start in range(0, len(ids), _IN_LIST)]
+
+
+def joined_ids(column: sa.ColumnElement[int]) -> sa.ColumnElement[str]:
+    """An aggregate of COLUMN's ids as one comma-separated text (`ids_in` reads it back): for
+    tens of thousands of ids, a row object per id cost more than the query that found them."""
+    return sa.func.aggregate_strings(sa.cast(column, sa.String), ",")
+
+
+def ids_in(joined: str | None) -> set[int]:
+    """The ids of a `joined_ids` text (None, from no row at all: none)."""
+    return set(map(int, joined.split(","))) if joined else set()
+
+
+def id_set(connection: sa.Connection, query: sa.Select[Any]) -> set[int]:
+    """The distinct ids in QUERY's first column, sent back as one text (`joined_ids`)."""
+    found = query.distinct().subquery()
+    return ids_in(connection.execute(sa.select(joined_ids(found.c[0]))).scalar())
