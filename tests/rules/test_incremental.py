@@ -8,10 +8,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlmodel import Session, select
 
+from app.core.db import make_engine
+from app.core.migrate import upgrade
 from app.roster.models import Student
 from app.sources.models import (
     AttendanceMark,
@@ -23,7 +26,8 @@ from app.sources.models import (
     Weather,
 )
 from consent.scopes import Scope
-from rules import engine
+from rules import compute, engine
+from rules import incremental as incremental_search
 from rules.catalog import Catalog, load_catalog
 from rules.models import Alert, RunKind, Signal
 from tests.factories import make_grant, make_student
@@ -203,3 +207,57 @@ def test_alerts_whose_evidence_moves_only_with_rows_are_left_alone_on_a_day_with
     full = _screen(units, catalog, date(2025, 10, 2))
     assert (full.children, full.opened, full.updated, full.cleared) == (3, 0, 0, 0)
     assert _state(session) == after_incremental
+
+
+def test_incremental_runs_on_committed_rows_give_the_alerts_of_a_full_run(
+    empty_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As a daily sync leaves them: the rows committed, each run its own transactions. On
+    PostgreSQL the search then asks the rules' bounds on a second connection, both connections
+    taking the rules still waiting; the test's usual uncommitted rows keep it on one."""
+    engine = make_engine(empty_database_url)
+    upgrade(engine)
+    sides: list[bool] = []
+    opened = compute.side_connection
+
+    @contextmanager
+    def watched(connection: Any) -> Iterator[Any]:
+        with opened(connection) as side:
+            sides.append(side is not None)
+            yield side
+
+    monkeypatch.setattr(incremental_search, "side_connection", watched)
+
+    @contextmanager
+    def unit() -> Iterator[Session]:
+        with Session(engine, expire_on_commit=False) as session:
+            yield session
+            session.commit()
+
+    try:
+        catalog = load_catalog()
+        rng = random.Random(20251002)
+        first = date(2025, 10, 1)
+        with Session(engine, expire_on_commit=False) as session:
+            school = make_school_with_calendar(session)
+            children = [make_random_child(session, school, rng, until=first) for _ in range(30)]
+            for child in children:
+                make_grant(session, student=child, scopes=list(Scope))
+            session.commit()
+        assert _screen(unit, catalog, first).kind is RunKind.full
+        for day in school_days(date(2025, 10, 2), date(2025, 10, 8)):
+            with Session(engine) as session:
+                _sync_day(session, children, day, rng)
+                session.commit()
+            assert _screen(unit, catalog, day, incremental=True).kind is RunKind.incremental
+            with Session(engine) as session:
+                after_incremental = _state(session)
+            full = _screen(unit, catalog, day)
+            assert (full.opened, full.updated, full.cleared) == (0, 0, 0), day
+            with Session(engine) as session:
+                assert _state(session) == after_incremental
+            with Session(engine) as session:
+                assert any(alert.score > 0 for alert in session.exec(select(Alert)))
+    finally:
+        engine.dispose()
+    assert sides and all(side is (engine.dialect.name == "postgresql") for side in sides)
