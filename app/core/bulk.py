@@ -122,7 +122,10 @@ def _copy_text(value: object) -> str:
         return "t" if value else "f"
     if isinstance(value, dict | list):
         # orjson: the stdlib encoder was most of the COPY of 14,000 alerts' and signals' facts.
-        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode().translate(_COPY_ESCAPES)
+        # JSON text has no raw tab or line break (they are escaped inside strings): only its own
+        # backslashes need doubling, which a plain replace does faster than translate.
+        text = orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+        return text.replace("\\", "\\\\") if "\\" in text else text
     if isinstance(value, date):  # datetime too
         return value.isoformat()
     return str(value).translate(_COPY_ESCAPES)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -12,6 +12,7 @@ from sqlmodel import Session, select
 
 from app.core import bulk
 from app.sessions.models import PrincipalKind, WebSession
+from rules.models import RunKind, ScreeningRun
 
 INSTANT = datetime(2025, 6, 2, 23, 45, 6, 789000, tzinfo=UTC)
 
@@ -103,3 +104,29 @@ def test_copy_text_of_repeated_instants_is_each_instant() -> None:
     texts = bulk._copy_texts([INSTANT, tokyo, None, day, True, INSTANT], 6)
     assert [datetime.fromisoformat(texts[i]) for i in (0, 1, 5)] == [INSTANT] * 3
     assert texts[2:5] == ["\\N", day.isoformat(), "t"]
+
+
+def test_json_with_tabs_line_breaks_backslashes_and_quotes_reads_back_as_written(session: Session) -> None:
+    """PostgreSQL's COPY of JSON text doubles the JSON's own backslashes (its escapes), and
+    nothing else: JSON text has no raw tab or line break."""
+    summary = {"reason": 'tab\there "quoted"\nline\\N back\\slash', "値": ["雨", 1.5, None, True]}
+    table: sa.Table = ScreeningRun.__table__  # type: ignore[attr-defined]
+    columns: dict[str, object] = {
+        "kind": RunKind.full.value,
+        "status": "succeeded",
+        "as_of": date(2026, 1, 29),
+        "catalog_version": "v1",
+        "started_at": INSTANT,
+        "children_screened": 0,
+        "alerts_opened": 0,
+        "alerts_updated": 0,
+        "alerts_cleared": 0,
+        "signals_written": 0,
+        "summary": [summary, {"plain": "text"}],
+    }
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        pytest.skip("COPY is PostgreSQL's")
+    bulk.copy(connection, table, columns, 2)
+    stored = session.exec(select(ScreeningRun).order_by(ScreeningRun.id)).all()  # type: ignore[arg-type]
+    assert [run.summary for run in stored] == [summary, {"plain": "text"}]
