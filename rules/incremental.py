@@ -320,10 +320,9 @@ class Bounds:
         for student_id, (absent, required) in self._away_days(window, among).items():
             if required <= 0:
                 continue  # unknown: the atom cannot hold
-            rate = {
-                "absence_rate": float(absent) / float(required),
-                "attendance_rate": float(required - absent) / float(required),
-            }[_stem(feature)]
+            # The feature's own arithmetic (rules.compute), so the same float compares.
+            counted = absent if _stem(feature) == "absence_rate" else required - absent
+            rate = float(counted) / float(required)
             if atom_truth(atom, rate) is Truth.true:
                 found.add(student_id)
         return found
@@ -553,7 +552,9 @@ def _holders_that_may_change(session: Session, rules: Collection[Rule], bounds: 
 
     # A signal does not say a rate's value (`rules.engine.says`), so while each rate still
     # meets its line the rule says today what it said: the rest is as for counts. (Children
-    # whose rows moved are screened again anyway: their rates are not counted.)
+    # whose rows moved are screened again anyway: their rates are not counted. The others met
+    # the line before, so their windows are covered, and a rate counted without coverage is
+    # the feature's own.)
     for rule, holders in by_rates.values():
         unsure = holders - found - touched_in(rule.category.value)
         still = set(unsure)
