@@ -817,6 +817,7 @@ def _may_be_incremental(session: Session, catalog: Catalog, as_of: date, last: s
     )
 
 
+@fewer_collections()
 def run_screening(
     *,
     units: Units,
@@ -831,26 +832,6 @@ def run_screening(
     `units()` gives a unit of work (commit on success, roll back on error); `authorize_for(run_id)`
     gives consent's authorize_many with the run as the actor.
     """
-    with fewer_collections():
-        return _run_screening(
-            units=units,
-            catalog=catalog,
-            as_of=as_of,
-            authorize_for=authorize_for,
-            incremental=incremental,
-            timezone=timezone,
-        )
-
-
-def _run_screening(
-    *,
-    units: Units,
-    catalog: Catalog,
-    as_of: date,
-    authorize_for: Callable[[int], Authorizer],
-    incremental: bool,
-    timezone: str,
-) -> RunOutcome:
     started = time.perf_counter()
     with units() as session:
         last = session.execute(

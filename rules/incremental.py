@@ -248,6 +248,7 @@ class Bounds:
         self._rows: dict[str, set[int]] = {}
         self._left: dict[str, set[int]] = {}
         self._away: dict[Window, dict[int, tuple[int, int]]] = {}
+        self._school_days: dict[Window, dict[int, int]] = {}
 
     def on(self, connection: sa.Connection) -> Bounds:
         """The same bounds asked on another connection, with the answers found so far and from
@@ -335,14 +336,16 @@ class Bounds:
         missing = sorted(set(among) - known.keys())
         if missing:
             start, as_of = self.now.start(window), self.now.as_of
-            day = _school_day.c.day
-            school_days: dict[int, int] = dict(
-                self.connection.execute(
-                    sa.select(_school_day.c.school_id, sa.func.count())
-                    .where(day >= start, day <= as_of)
-                    .group_by(_school_day.c.school_id)
-                ).all()
-            )
+            if window not in self._school_days:
+                day = _school_day.c.day
+                self._school_days[window] = dict(
+                    self.connection.execute(
+                        sa.select(_school_day.c.school_id, sa.func.count())
+                        .where(day >= start, day <= as_of)
+                        .group_by(_school_day.c.school_id)
+                    ).all()
+                )
+            school_days = self._school_days[window]
             a = _attendance.c
             marks = (
                 sa.select(
@@ -592,10 +595,10 @@ def changed_children(
         """The children the rules not yet taken (by this or the other thread) may start to
         hold for; None when one of them could hold for anyone."""
         found: set[int] = set()
-        while waiting:
+        while True:
             try:
                 rule = waiting.popleft()
-            except IndexError:  # the other thread took the last one
+            except IndexError:  # none left, or the other thread took the last one
                 break
             bounded = bounds.rule(rule)
             if bounded is None:
