@@ -613,6 +613,7 @@ async def sync_resource(ctx: RunContext, resource: Resource) -> None:
         watermark = max(allowed.values()) if complete else 0
 
         def write(session: Session) -> Written:
+            policy.hold_grants(session=session, grant_ids={row["grant_id"] for row in batch.rows.values()})
             stopped = ctx.refresh_stopped(session)
             rows = [row for row in batch.rows.values() if row["student_id"] not in stopped]
             deletes = [key for key, sid in batch.deletes.items() if sid not in stopped]

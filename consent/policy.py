@@ -501,6 +501,21 @@ def data_from(*, session: Session, grant_ids: Collection[int]) -> dict[int, date
     return found
 
 
+def hold_grants(*, session: Session, grant_ids: Collection[int]) -> None:
+    """Keep the grants from changing until SESSION's transaction ends (FOR SHARE, PostgreSQL).
+
+    A writer of data obtained under these grants calls this before it looks up which grants
+    stopped (`grants_stopped_since`). Without it, a withdrawal could commit between the look-up
+    and the write: it deletes what is stored under the grant, and the rows written after it
+    would stay. With it, the withdrawal's update of the grant waits for the writer, whose rows
+    it then deletes, or the writer waits for the withdrawal and sees it. SQLite runs one writer
+    at a time and needs no lock."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for among in one_of(session.get_bind().dialect, _grant.c.id, sorted(set(grant_ids))):
+        session.execute(sa.select(_grant.c.id).where(among).order_by(_grant.c.id).with_for_update(read=True))
+
+
 _STOPPING_EVENTS = (GrantEventKind.paused, GrantEventKind.revoked, GrantEventKind.expired)
 
 
