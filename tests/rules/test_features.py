@@ -13,13 +13,20 @@ from sqlmodel import Session
 
 from app.core.db import make_engine
 from app.core.migrate import upgrade
+from app.sources.models import AttendanceMark
 from consent.scopes import Scope
 from rules import compute
 from rules.compute import compute_features
 from rules.features import FEATURES
 from rules.reference import child_features
 from tests.factories import make_student
-from tests.rules.factories import add_random_observations, make_random_child, make_school_with_calendar, mark
+from tests.rules.factories import (
+    add_random_observations,
+    make_random_child,
+    make_school_with_calendar,
+    mark,
+    school_days,
+)
 
 AS_OF_DAYS = [
     date(2025, 4, 10),  # first week of the year: most windows reach into the spring break
@@ -145,6 +152,30 @@ def test_blank_is_not_zero_for_a_transfer_student(session: Session) -> None:
         "absence_rate_30d": None,
         "consecutive_absence_days": None,
     }
+
+
+def test_each_child_has_their_own_run_of_absences(session: Session) -> None:
+    """Classmates away on the same day have runs of their own: one child's long absence or
+    excused days do not lengthen another's run, and a day present ends a run."""
+    school = make_school_with_calendar(session)
+    days = school_days(date(2025, 9, 1), date(2025, 10, 10))  # the run ends on Friday 10 October
+    long_away, back_once, excused_between, present_today = (
+        make_student(session, school=school, enrolled_on=date(2025, 4, 7)) for _ in range(4)
+    )
+    mark(session, long_away, days[-12:])
+    mark(session, back_once, days[-12:-3] + days[-2:])  # present on days[-3]
+    mark(session, excused_between, [days[-5], days[-4], days[-1]])
+    mark(session, excused_between, [days[-3], days[-2]], AttendanceMark.excused)
+    mark(session, present_today, days[-12:-1])
+    children = [long_away, back_once, excused_between, present_today]
+    table = compute_features(
+        connection=session.connection(),
+        as_of=days[-1],
+        features=["consecutive_absence_days"],
+        student_ids=[child.id or 0 for child in children],
+    )
+    runs = [table.row(index)["consecutive_absence_days"] for index in range(len(children))]
+    assert runs == [12.0, 2.0, 3.0, 0.0]
 
 
 def test_a_feature_is_read_only_for_children_granted_its_scope(session: Session) -> None:
