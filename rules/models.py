@@ -132,9 +132,10 @@ class Alert(SQLModel, table=True):
         # The municipality-wide queue reads alerts highest score first and stops at a page: the
         # databases walk this index backwards and sort only ties (no DESC column needed).
         sa.Index("ix_alert_score", "score"),
-        # Room on each page for the row's next version: a run refreshes thousands of alerts in
-        # place, and an update that changes no indexed column then stays on its page (HOT).
-        {"postgresql_with": {"fillfactor": 80}},
+        # Room on each page for the next version of every row on it: a run may refresh a third
+        # of the open alerts in place, and an update that changes no indexed column then stays
+        # on its page (HOT), with no new index entries (migration 9c4e2a7f1b38).
+        {"postgresql_with": {"fillfactor": 50}},
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -169,9 +170,9 @@ class Signal(SQLModel, table=True):
     """
 
     __tablename__ = "signal"
-    # Room on each page for the row's next version (see Alert): a signal's refresh changes no
-    # indexed column.
-    __table_args__ = (sa.UniqueConstraint("alert_id", "rule_id"), {"postgresql_with": {"fillfactor": 80}})
+    # Room on each page for the next version of every row on it (see Alert): a signal's refresh
+    # changes no indexed column.
+    __table_args__ = (sa.UniqueConstraint("alert_id", "rule_id"), {"postgresql_with": {"fillfactor": 50}})
 
     id: int | None = Field(default=None, primary_key=True)
     alert_id: int = Field(foreign_key="alert.id")
