@@ -236,9 +236,17 @@ def test_trial_rules_reach_no_one_until_promoted(
     assert len(session.exec(select(Alert).where(Alert.category == Category.bullying)).all()) == 1
 
 
+@pytest.mark.parametrize("breaking", ["_insert_many", "_signal_row"])
 def test_a_run_failing_midway_leaves_the_previous_alerts(
-    session: Session, units: engine.Units, catalog: Catalog, school: School, monkeypatch: pytest.MonkeyPatch
+    session: Session,
+    units: engine.Units,
+    catalog: Catalog,
+    school: School,
+    monkeypatch: pytest.MonkeyPatch,
+    breaking: str,
 ) -> None:
+    """A write failing (made by the run's writing thread) or the comparing failing while
+    writes are under way: the run is marked failed and nothing it wrote stays."""
     first = make_student(session, school=school, enrolled_on=date(2025, 4, 7))
     _absent_since(session, first, date(2025, 9, 22))
     make_grant(session, student=first, scopes=[Scope.school_attendance])
@@ -248,10 +256,10 @@ def test_a_run_failing_midway_leaves_the_previous_alerts(
     _absent_since(session, second, date(2025, 9, 1), date(2025, 10, 10))
     make_grant(session, student=second, scopes=[Scope.school_attendance])
 
-    def broken(*args: object) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(engine, "_insert_many", broken)
+    monkeypatch.setattr(engine, breaking, broken)
     with pytest.raises(RuntimeError):
         _screen(units, catalog, as_of=date(2025, 10, 10))
     session.expire_all()
