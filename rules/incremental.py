@@ -63,7 +63,7 @@ from app.sources.models import (
 from app.staff.models import StaffObservation
 from consent import policy
 from rules.catalog import All, Any_, AtLeastN, Atom, Node, Op, Rule
-from rules.compute import OBSERVATION_STEMS, Period, side_connection, tune_for_a_city
+from rules.compute import OBSERVATION_STEMS, Period, serial_queries, side_connection, tune_for_a_city
 from rules.features import Family, Feature, Kind, ValueType, Window, school_year_start, term_start
 from rules.models import OPEN_STATUSES, QUIET_DAYS, Alert, AlertStatus, Signal
 from rules.reference import Truth, atom_truth
@@ -619,7 +619,7 @@ def changed_children(
             by_rules = started_by_rules(bounds)
             rest = None if by_rules is None else _rest(session, rules, bounds)
         else:
-            with ThreadPoolExecutor(max_workers=1) as pool:
+            with serial_queries(connection, side), ThreadPoolExecutor(max_workers=1) as pool:
                 asked = pool.submit(started_by_rules, bounds.on(side))
                 rest = _rest(session, rules, bounds)
                 mine = started_by_rules(bounds)
