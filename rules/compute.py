@@ -32,8 +32,8 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import sqlalchemy as sa
 from numpy.typing import NDArray
-from sqlalchemy.dialects.postgresql import ARRAY
 
+from app.core.db import one_of
 from app.roster.models import SchoolDay, Student
 from app.sources.models import (
     AssignmentSubmission,
@@ -68,8 +68,6 @@ _benefit: sa.Table = BenefitStatus.__table__  # type: ignore[attr-defined]
 _aid: sa.Table = SchoolAidStatus.__table__  # type: ignore[attr-defined]
 _household: sa.Table = HouseholdInfo.__table__  # type: ignore[attr-defined]
 _observation: sa.Table = StaffObservation.__table__  # type: ignore[attr-defined]
-
-_INSERT_BATCH = 10_000  # SQLite: ids per IN list (its limit is 32,766 parameters)
 
 
 @dataclass(frozen=True)
@@ -892,23 +890,16 @@ def _children_table(connection: sa.Connection, period: Period, ids: list[int]) -
     )
     children.create(connection)
     roster = sa.select(_student.c.id, *[_student.c[name] for name in _ROSTER]).where(_is_enrolled(period))
-    fill = children.insert()
     try:
+        # One statement for all the ids on PostgreSQL, IN lists on SQLite (`one_of`).
+        for among in one_of(connection.dialect, _student.c.id, ids):
+            connection.execute(children.insert().from_select(list(children.c), roster.where(among)))
         if connection.dialect.name == "postgresql":
-            # One statement for every id: executemany sent one row per round trip (seconds).
-            every = sa.cast(sa.literal(ids, ARRAY(sa.Integer)), ARRAY(sa.Integer))
-            connection.execute(
-                fill.from_select(list(children.c), roster.where(_student.c.id == sa.any_(every)))
-            )
             # Autovacuum never analyses a temporary table: without its row count PostgreSQL
             # guessed thousands of children for a handful (or the reverse) and chose plans that
             # read every row of a year for an incremental run of a few thousand children.
             quoted = connection.dialect.identifier_preparer.quote(children.name)
             connection.execute(sa.text(f"ANALYZE {quoted}"))
-        else:
-            for start in range(0, len(ids), _INSERT_BATCH):
-                batch = ids[start : start + _INSERT_BATCH]
-                connection.execute(fill.from_select(list(children.c), roster.where(_student.c.id.in_(batch))))
         yield children
     finally:
         children.drop(connection)
