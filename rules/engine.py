@@ -673,14 +673,26 @@ class _Sender:
 
     The caller does not touch the session until the block ends; leaving it waits for every
     write, so a failed write is raised there (and the unit of work rolls back everything) and
-    nothing is still writing when it does."""
+    nothing is still writing when it does.
+
+    PostgreSQL only. SQLite works in this process, so there is no idle server to keep busy, and
+    an in-memory database's connection may not be used from another thread: there each write is
+    made when it is sent."""
 
     def __init__(self, session: Session) -> None:
         self._session = session
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="screening-writes")
+        self._pool = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="screening-writes")
+            if session.get_bind().dialect.name == "postgresql"
+            else None
+        )
         self._sent: list[Future[Any]] = []
 
     def send(self, write: Callable[[Session], T]) -> Future[T]:
+        if self._pool is None:
+            done: Future[T] = Future()
+            done.set_result(write(self._session))  # a failure is raised here, at once
+            return done
         future = self._pool.submit(write, self._session)
         self._sent.append(future)
         return future
@@ -689,7 +701,8 @@ class _Sender:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._pool.shutdown(wait=True)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
         for future in self._sent:
             future.result()
 

@@ -13,6 +13,8 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from app.core.db import make_engine
+from app.core.migrate import upgrade
 from app.roster.models import School, Student
 from app.sources.models import (
     AttendanceMark,
@@ -234,6 +236,28 @@ def test_trial_rules_reach_no_one_until_promoted(
     session.flush()
     _screen(units, catalog)
     assert len(session.exec(select(Alert).where(Alert.category == Category.bullying)).all()) == 1
+
+
+def test_a_run_on_an_in_memory_database(catalog: Catalog) -> None:
+    """An in-memory SQLite database (one connection per thread) screens too: its writes are
+    made in place, not by the writing thread that PostgreSQL's runs use."""
+    memory = make_engine("sqlite://")
+    upgrade(memory)
+
+    @contextmanager
+    def unit() -> Iterator[Session]:
+        with Session(memory, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    with unit() as session:
+        child = make_student(session, school=make_school_with_calendar(session), enrolled_on=date(2025, 4, 7))
+        _absent_since(session, child, date(2025, 9, 22))
+        make_grant(session, student=child, scopes=[Scope.school_attendance])
+    outcome = engine.run_screening(
+        units=unit, catalog=catalog, as_of=AS_OF, authorize_for=engine.consent_authorizer("テスト市")
+    )
+    assert outcome.status is RunStatus.succeeded and outcome.opened == 1
+    memory.dispose()
 
 
 @pytest.mark.parametrize("breaking", ["_insert_many", "_signal_row"])
