@@ -533,9 +533,10 @@ def hold_grants(*, session: Session, grant_ids: Collection[int]) -> None:
     would stay. With it, the withdrawal's update of the grant waits for the writer, whose rows
     it then deletes, or the writer waits for the withdrawal and sees it. SQLite runs one writer
     at a time and needs no lock."""
-    if session.get_bind().dialect.name != "postgresql":
+    dialect = session.get_bind().dialect
+    if dialect.name != "postgresql":
         return
-    for among in one_of(session.get_bind().dialect, _grant.c.id, sorted(set(grant_ids))):
+    for among in one_of(dialect, _grant.c.id, sorted(set(grant_ids))):
         session.execute(sa.select(_grant.c.id).where(among).order_by(_grant.c.id).with_for_update(read=True))
 
 

@@ -107,15 +107,16 @@ class FeatureTable:
         }
 
 
-def _is_enrolled(period: Period) -> sa.ColumnElement[bool]:
-    return sa.and_(
+_ROSTER = ("school_id", "enrolled_on", "transferred_in")
+"""What every family query reads of a child besides the id."""
+
+
+def _roster(period: Period) -> sa.Select[Any]:
+    """Every child enrolled on the as-of day, with what the family queries read of them."""
+    return sa.select(_student.c.id, *[_student.c[name] for name in _ROSTER]).where(
         _student.c.enrolled_on <= period.as_of,
         sa.or_(_student.c.left_on.is_(None), _student.c.left_on >= period.as_of),
     )
-
-
-_ROSTER = ("school_id", "enrolled_on", "transferred_in")
-"""What every family query reads of a child besides the id."""
 
 
 def _enrolled(period: Period, children: sa.Table | None) -> sa.CTE:
@@ -125,11 +126,7 @@ def _enrolled(period: Period, children: sa.Table | None) -> sa.CTE:
         return sa.select(children.c.student_id.label("id"), *[children.c[name] for name in _ROSTER]).cte(
             "enrolled"
         )
-    return (
-        sa.select(_student.c.id, *[_student.c[name] for name in _ROSTER])
-        .where(_is_enrolled(period))
-        .cte("enrolled")
-    )
+    return _roster(period).cte("enrolled")
 
 
 def _school_windows(period: Period, used: Collection[Window]) -> sa.CTE:
@@ -280,8 +277,8 @@ def _consecutive_absences(base: sa.CTE, period: Period, latest: list[tuple[int, 
     neither count nor break it), for the few children absent or excused on that day.
 
     For each such child, the school's last school day before it on which the child was not
-    away is found by reading the school's calendar backwards and probing the child's marks of
-    each day (an anti-join that stops at the first day it keeps); the run is then the child's
+    away is found by reading the school's calendar backwards, one index probe of the child's
+    marks per day, and stopping at the first day without one; the run is then the child's
     marks after that day, one range of the natural key's index. Numbering every absent or
     excused day of the year (gaps and islands) read 750,000 marks for the 20,000 children away
     in a week of colds at 250,000 children, to keep the 90,000 of their current runs; a
@@ -889,11 +886,10 @@ def _children_table(connection: sa.Connection, period: Period, ids: list[int]) -
         prefixes=["TEMPORARY"],
     )
     children.create(connection)
-    roster = sa.select(_student.c.id, *[_student.c[name] for name in _ROSTER]).where(_is_enrolled(period))
     try:
         # One statement for all the ids on PostgreSQL, IN lists on SQLite (`one_of`).
         for among in one_of(connection.dialect, _student.c.id, ids):
-            connection.execute(children.insert().from_select(list(children.c), roster.where(among)))
+            connection.execute(children.insert().from_select(list(children.c), _roster(period).where(among)))
         if connection.dialect.name == "postgresql":
             # Autovacuum never analyses a temporary table: without its row count PostgreSQL
             # guessed thousands of children for a handful (or the reverse) and chose plans that
