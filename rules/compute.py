@@ -844,6 +844,15 @@ def compute_features(
         return table
 
 
+def seen_alike_apart(connection: sa.Connection) -> bool:
+    """Whether another connection sees the data as CONNECTION does: on PostgreSQL, when its
+    transaction has written nothing (which no other connection could see)."""
+    return (
+        connection.dialect.name == "postgresql"
+        and connection.execute(sa.text("SELECT pg_current_xact_id_if_assigned()")).scalar() is None
+    )
+
+
 @contextmanager
 def side_connection(connection: sa.Connection) -> Iterator[sa.Connection | None]:
     """PostgreSQL: a second connection for half the family queries, so that both cores work
@@ -851,10 +860,7 @@ def side_connection(connection: sa.Connection) -> Iterator[sa.Connection | None]
     SQLite, and when CONNECTION's transaction has written anything, which another connection
     cannot see. Each family query is one statement, so the two connections see the data as
     the one did, statement by statement (READ COMMITTED)."""
-    if connection.dialect.name != "postgresql":
-        yield None
-        return
-    if connection.execute(sa.text("SELECT pg_current_xact_id_if_assigned()")).scalar() is not None:
+    if not seen_alike_apart(connection):
         yield None
         return
     with connection.engine.connect() as side:

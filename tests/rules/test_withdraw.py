@@ -185,6 +185,32 @@ def test_only_what_rests_on_the_stopped_grant_is_withdrawn(
     assert by_category[Category.non_attendance].score > 0
 
 
+def test_a_run_that_withdraws_writes_on_what_the_withdrawal_left(
+    session: Session, units: engine.Units, catalog: Catalog, school: School
+) -> None:
+    """One grant of two expires: the run withdraws the alert that rested on it, then screens
+    the child on the other. It must see that alert closed, not as it stood before the run."""
+    child = _absent_child(session, school)
+    for day in school_days(date(2025, 9, 18), AS_OF):
+        session.add(MoodCheckin(student_id=child.id or 0, day=day, weather=Weather.rain, source=SRC))
+    make_grant(session, student=child, scopes=[Scope.school_attendance])
+    mood = make_grant(session, student=child, scopes=[Scope.school_mood])
+    _screen(units, catalog)
+    wellbeing = {a.category: a for a in _alerts(session, child)}[Category.wellbeing]
+
+    _expire(session, mood, child)
+    session.flush()
+    outcome = _screen(units, catalog)
+    by_category = {a.category: a for a in _alerts(session, child)}
+    assert by_category[Category.wellbeing].status is AlertStatus.closed
+    assert by_category[Category.non_attendance].status is AlertStatus.new
+    assert outcome.cleared == 0  # closed by the withdrawal, not cleared again by the run
+    kinds = [
+        event.kind for event in session.exec(select(AlertEvent).where(AlertEvent.alert_id == wellbeing.id))
+    ]
+    assert AlertEventKind.evidence_cleared not in kinds
+
+
 def test_a_status_fact_no_longer_shared_stops_adding_weight(
     session: Session, units: engine.Units, catalog: Catalog, school: School
 ) -> None:
