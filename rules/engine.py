@@ -13,6 +13,7 @@ when no rule fires any more the evidence is cleared, but the status stays where 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import operator
 import time
@@ -23,10 +24,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import cached_property
 from typing import Any, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
 import numpy as np
+import orjson
 import sqlalchemy as sa
 from numpy.typing import NDArray
 from sqlmodel import Session, select
@@ -96,6 +99,10 @@ class Finding:
     weight: float
     atoms: list[dict[str, Any]]
     boosters: list[dict[str, Any]]
+
+    @cached_property
+    def said_digest(self) -> str:
+        return said_digest(self.atoms, self.boosters, self.weight)
 
 
 @dataclass
@@ -582,11 +589,7 @@ def _refresh(
         for rule_id, finding in firing.items()
         if rule_id in signals
         and signals[rule_id]["cleared_on"] is None
-        and (
-            says(signals[rule_id]["atoms"]) != says(finding.atoms)
-            or says(signals[rule_id]["boosters"]) != says(finding.boosters)
-            or signals[rule_id]["weight"] != finding.weight
-        )
+        and signals[rule_id]["said_digest"] != finding.said_digest
     ]
     score_changed = alert["score"] != verdict.score
     coverage_changed = alert["coverage"] != verdict.coverage
@@ -659,11 +662,19 @@ def says(facts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return said
 
 
+def said_digest(atoms: list[dict[str, Any]], boosters: list[dict[str, Any]], weight: float) -> str:
+    """A digest of what a signal says (`says`) and its weight, stored beside its facts: a run
+    compares digests, and reads no open signal's facts (decoding them was 0.45 s of an
+    incremental run at 250,000 children, comparing them 0.2 s more)."""
+    text = orjson.dumps(
+        [says(atoms), says(boosters), weight], option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY
+    )
+    return hashlib.blake2b(text, digest_size=16).hexdigest()
+
+
 # What apply() reads of an open alert's signals: not the run and day columns it only writes.
-_SIGNAL_READ = tuple(
-    _signal.c[name] for name in ("id", "alert_id", "rule_id", "weight", "atoms", "boosters", "cleared_on")
-)
-_SIGNAL_VALUES = ("rule_version", "weight", "atoms", "boosters", "last_run_id", "last_seen_on")
+_SIGNAL_READ = tuple(_signal.c[name] for name in ("id", "alert_id", "rule_id", "said_digest", "cleared_on"))
+_SIGNAL_VALUES = ("rule_version", "weight", "atoms", "boosters", "said_digest", "last_run_id", "last_seen_on")
 
 
 @dataclass
@@ -804,6 +815,7 @@ def _signal_values(finding: Finding, run_id: int, as_of: date) -> dict[str, Any]
         "weight": finding.weight,
         "atoms": finding.atoms,
         "boosters": finding.boosters,
+        "said_digest": finding.said_digest,
         "last_run_id": run_id,
         "last_seen_on": as_of,
     }

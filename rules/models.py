@@ -186,6 +186,12 @@ class Signal(SQLModel, table=True):
         description="[{name, feature, op, threshold, value, result, window_start, window_end}]",
     )
     boosters: list[dict[str, Any]] = Field(default_factory=list, sa_type=sa.JSON)
+    said_digest: str | None = Field(
+        default=None,
+        max_length=32,
+        description="digest of what the facts and weight say (rules.engine.said_digest); "
+        "empty: unknown, the next run rewrites the signal",
+    )
     first_run_id: int = Field(foreign_key="screening_run.id")
     last_run_id: int = Field(foreign_key="screening_run.id")
     first_seen_on: date

@@ -107,7 +107,9 @@ def withdraw(
             boosters = [{**_erase([b])[0], "shared": False} if b in lost else b for b in row["boosters"]]
             weight = round(row["weight"] - sum(float(b.get("adds", 0)) for b in lost), 6)
             session.execute(
-                sa.update(_signal).where(_signal.c.id == row["id"]).values(boosters=boosters, weight=weight)
+                sa.update(_signal)
+                .where(_signal.c.id == row["id"])
+                .values(boosters=boosters, weight=weight, said_digest=None)
             )
             changed.setdefault(row["alert_id"], []).append(f"{row['rule_id']}+")
             kept_weight[row["id"]] = weight
@@ -120,6 +122,7 @@ def withdraw(
                 atoms=_erase(row["atoms"]),
                 boosters=_erase(row["boosters"]),
                 weight=0.0,
+                said_digest=None,
                 cleared_on=row["cleared_on"] or today,
             )
         )

@@ -144,6 +144,29 @@ def test_rerun_on_unchanged_data_creates_nothing(
     assert (second.opened, second.updated, second.cleared, second.signals) == (0, 0, 0, 0)
 
 
+def test_a_signal_written_before_its_digest_is_rewritten_once(
+    session: Session, units: engine.Units, catalog: Catalog, school: School
+) -> None:
+    """Signals from before the digest column have none: the next run rewrites them with it,
+    with no event (nothing it says changed), and the run after finds nothing to do."""
+    child = make_student(session, school=school, enrolled_on=date(2025, 4, 7))
+    _absent_since(session, child, date(2025, 9, 22))
+    make_grant(session, student=child, scopes=[Scope.school_attendance])
+    _screen(units, catalog)
+    digests = {s.id: s.said_digest for s in session.exec(select(Signal)).all()}
+    assert digests and all(digests.values())
+    events = _count(session, AlertEvent)
+    session.execute(sa.update(Signal).values(said_digest=None))
+
+    again = _screen(units, catalog)
+    assert (again.opened, again.updated, again.cleared, again.signals) == (0, 1, 0, 0)
+    session.expire_all()
+    assert {s.id: s.said_digest for s in session.exec(select(Signal)).all()} == digests
+    assert _count(session, AlertEvent) == events
+    third = _screen(units, catalog)
+    assert (third.opened, third.updated, third.cleared, third.signals) == (0, 0, 0, 0)
+
+
 def test_new_evidence_updates_the_open_alert_and_clearing_keeps_the_status(
     session: Session, units: engine.Units, catalog: Catalog, school: School
 ) -> None:
