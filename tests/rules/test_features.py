@@ -55,10 +55,10 @@ def test_every_feature_matches_the_reference(session: Session, children: list[in
 def test_features_read_over_two_connections_match_the_reference(
     empty_database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On PostgreSQL, when the caller's transaction has written nothing, the family queries are
-    shared out over a second connection (`rules.compute.side_connection`): the same values, for
-    the whole city and for a consent-scoped few. The rows are committed, as a sync commits them:
-    the test's usual uncommitted rows would keep the queries on one connection."""
+    """When the caller's transaction has written nothing, the family queries are shared out over
+    a second connection (`rules.compute.side_connection`; on SQLite, a file): the same values,
+    for the whole city and for a consent-scoped few. The rows are committed, as a sync commits
+    them: the test's usual uncommitted rows would keep the queries on one connection."""
     engine = make_engine(empty_database_url)
     upgrade(engine)
     connections: list[int] = []
@@ -84,7 +84,7 @@ def test_features_read_over_two_connections_match_the_reference(
                 _check(session, children, as_of, everyone=True)
     finally:
         engine.dispose()
-    assert set(connections) == {2 if engine.dialect.name == "postgresql" else 1}
+    assert set(connections) == {2}
 
 
 def _check(session: Session, children: list[int], as_of: date, *, everyone: bool = False) -> None:
