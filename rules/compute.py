@@ -859,6 +859,16 @@ def seen_alike_apart(connection: sa.Connection) -> bool:
     return False
 
 
+def features_on_one_connection(
+    connection: sa.Connection, period: Period, features: Collection[str], student_ids: Collection[int]
+) -> FeatureTable:
+    """The named features of STUDENT_IDS (those enrolled), read on CONNECTION alone: for the
+    incremental search, whose two connections are already both at work."""
+    tune_for_a_city(connection)
+    with _children_table(connection, period, sorted(set(student_ids))) as children:
+        return _compute([(connection, children)], period, features)
+
+
 @contextmanager
 def side_connection(connection: sa.Connection) -> Iterator[sa.Connection | None]:
     """A second connection for half the family queries, so that both cores work (PostgreSQL

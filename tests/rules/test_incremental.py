@@ -209,6 +209,36 @@ def test_alerts_whose_evidence_moves_only_with_rows_are_left_alone_on_a_day_with
     assert _state(session) == after_incremental
 
 
+def test_a_run_of_absences_counts_absences_across_excused_days_and_not_excused_days(
+    session: Session, units: engine.Units
+) -> None:
+    """Excused days neither count nor break a run of absences: a child excused all week has
+    none and is not screened again, a child whose absences around an excused day make three
+    is, as is a child away three days in a row."""
+    catalog = load_catalog()
+    school = make_school_with_calendar(session)
+    excused, bridged, plain = (make_student(session, school=school) for _ in range(3))
+    for child in (excused, bridged, plain):
+        make_grant(session, student=child, scopes=list(Scope))
+    monday, tuesday, wednesday, thursday = school_days(date(2025, 9, 29), date(2025, 10, 2))
+    mark(session, excused, [monday, tuesday, wednesday], AttendanceMark.excused, AttendanceReason.suspension)
+    mark(session, bridged, [monday, tuesday])
+    mark(session, bridged, [wednesday], AttendanceMark.excused, AttendanceReason.suspension)
+    mark(session, plain, [tuesday, wednesday])
+    assert _screen(units, catalog, wednesday).opened == 0
+    mark(session, excused, [thursday], AttendanceMark.excused, AttendanceReason.suspension)
+    mark(session, bridged, [thursday])
+    mark(session, plain, [thursday])
+    incremental = _screen(units, catalog, thursday, incremental=True)
+    assert (incremental.kind, incremental.children, incremental.opened) == (RunKind.incremental, 2, 2)
+    opened = {alert.student_id for alert in session.exec(select(Alert))}
+    assert opened == {bridged.id, plain.id}
+    after_incremental = _state(session)
+    full = _screen(units, catalog, thursday)
+    assert (full.children, full.opened, full.updated, full.cleared) == (3, 0, 0, 0)
+    assert _state(session) == after_incremental
+
+
 def test_incremental_runs_on_committed_rows_give_the_alerts_of_a_full_run(
     empty_database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
