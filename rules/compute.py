@@ -893,10 +893,7 @@ def _children_tables(
     filled side by side: one after the other they were a seventh of the features of an
     incremental run at 250,000 children."""
     with ExitStack() as stack:
-        if len(connections) == 1:
-            yield [(connections[0], stack.enter_context(_children_table(connections[0], period, ids)))]
-            return
-        with ThreadPoolExecutor(max_workers=len(connections) - 1) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, len(connections) - 1)) as pool:
             others = [
                 pool.submit(stack.enter_context, _children_table(c, period, ids)) for c in connections[1:]
             ]

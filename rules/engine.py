@@ -433,7 +433,8 @@ def apply(
     coverage = coverage_for(evaluation.live, evaluation.table)
     screened = set(evaluation.table.student_ids.tolist())
     as_of = run.as_of
-    # An incremental run reads the open alerts of the children it screens, not the city's.
+    # The standing covers the children considered; those no longer screened (consent stopped)
+    # were the withdrawal's business above.
     open_alerts = {key: alert for key, alert in standing.open_alerts.items() if key[0] in screened}
     signals_by_alert = standing.signals
     recently_closed: dict[tuple[int, Category], float] = {}
@@ -1012,12 +1013,11 @@ def run_screening(
 def _read_apart(
     pool: ThreadPoolExecutor, session: Session, children: Collection[int] | None
 ) -> Future[Standing] | None:
-    """PostgreSQL: the CHILDREN's standing, read on POOL's thread and a connection of its own
-    while consent and the features are asked. Reading and decoding the open alerts and their
-    signals was a fifth of an incremental run at 250,000 children, with the server idle.
-    None on SQLite, whose one process has no idle server to keep busy, and when the session's
-    transaction has written what another connection would not see (`seen_alike_apart`):
-    apply() then reads it itself."""
+    """The CHILDREN's standing, read on POOL's thread and a connection of its own while consent
+    and the features are asked. Reading and decoding the open alerts and their signals was a
+    fifth of an incremental run at 250,000 children, with the server idle. None when another
+    connection would not see what the session sees (`seen_alike_apart`: an in-memory SQLite
+    database, or a transaction that has written): apply() then reads it itself."""
     connection = session.connection()
     if not seen_alike_apart(connection):
         return None
