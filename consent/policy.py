@@ -428,9 +428,14 @@ def authorize_many(
     wanted = sorted({Scope(s) for s in scopes})
     if not wanted:
         return {}
+    # The child is the grant's: asked for a few thousand children, PostgreSQL then finds their
+    # grants by the student index and each grant's permissions from its primary key alone
+    # (an index-only scan), where the permission's own copy of the child sent it through all
+    # 2.25 M permissions of a city (0.3 s → 0.2 s for the 18,000 children of an incremental run).
+    child = _grant.c.student_id
     query = (
         sa.select(
-            _permission.c.student_id,
+            child,
             _permission.c.grant_id,
             # One row per child and grant, its scopes joined as plain text (looked up below):
             # a row per scope was nine rows per child, and fetching and looping over them was
@@ -445,18 +450,15 @@ def authorize_many(
             _grant.c.starts_at <= moment,
             sa.or_(_grant.c.expires_at.is_(None), _grant.c.expires_at > moment),
             _recipient_clause(client_pk),
-            ~_open_objection(_permission.c.student_id, purpose),
+            ~_open_objection(child, purpose),
         )
-        .group_by(_permission.c.student_id, _permission.c.grant_id)
+        .group_by(child, _permission.c.grant_id)
     )
     if student_ids is None:
         batches = [query]
     else:
         dialect = session.get_bind().dialect
-        batches = [
-            query.where(among)
-            for among in one_of(dialect, _permission.c.student_id, sorted(set(student_ids)))
-        ]
+        batches = [query.where(among) for among in one_of(dialect, child, sorted(set(student_ids)))]
     grants_of: dict[int, list[tuple[int, str]]] = {}
     for batch in batches:
         for student_id, grant_id, joined in session.execute(batch).all():
