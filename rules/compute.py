@@ -174,21 +174,22 @@ def _used(wanted: Collection[str], *stems: str) -> list[Window]:
 # --- families ---------------------------------------------------------------------------------
 
 
-_ATTENDANCE_STEMS = (
-    "required_days",
-    "absence_days",
-    "absence_rate",
-    "attendance_rate",
-    "late_arrivals",
-    "early_leaves",
-    "absence_reason_family_care",
-)
+_MARKS_READ: dict[str, tuple[str, ...]] = {
+    "required_days": ("excused",),
+    "absence_days": ("absent",),
+    "absence_rate": ("absent", "excused"),
+    "attendance_rate": ("absent", "excused"),
+    "late_arrivals": ("late",),
+    "early_leaves": ("early",),
+    "absence_reason_family_care": ("care",),
+}
+"""The counts of marks each attendance feature reads (per window)."""
 
 
 def _family_attendance(
     base: sa.CTE, period: Period, wanted: Collection[str], latest: list[tuple[int, date]]
 ) -> sa.Select[Any]:
-    used = _used(wanted, *_ATTENDANCE_STEMS)
+    used = _used(wanted, *_MARKS_READ)
     windows = _school_windows(period, used)
     a = _attendance.c
     counts: dict[str, sa.ColumnElement[bool]] = {
@@ -198,13 +199,23 @@ def _family_attendance(
         "early": a.mark == AttendanceMark.early_leave,
         "care": sa.and_(a.mark == AttendanceMark.absent, a.reason == AttendanceReason.family_care),
     }
+    # Only the counts the wanted features read: each is an expression per mark of the year, and
+    # every kind in every window was 20 where the catalog reads 8.
+    read = {
+        (kind, w)
+        for stem, kinds in _MARKS_READ.items()
+        for w in used
+        if f"{stem}_{w.value}" in wanted
+        for kind in kinds
+    }
     marks = (
         sa.select(
             a.student_id,
             *[
-                _count_in(sa.and_(condition, a.day >= period.start(w))).label(f"{k}_{w.value}")
-                for k, condition in counts.items()
+                _count_in(sa.and_(condition, a.day >= period.start(w))).label(f"{kind}_{w.value}")
+                for kind, condition in counts.items()
                 for w in used
+                if (kind, w) in read
             ],
         )
         .join(base, base.c.id == a.student_id)
@@ -214,24 +225,15 @@ def _family_attendance(
     )
     columns: list[sa.ColumnElement[Any]] = []
     for w in used:
+
+        def count(kind: str, w: Window = w) -> sa.ColumnElement[int]:
+            return sa.func.coalesce(marks.c[f"{kind}_{w.value}"], 0)
+
         covered = _covered(base, windows, period, w)
         school_days = sa.func.coalesce(windows.c[f"days_{w.value}"], 0)
-        excused = sa.func.coalesce(marks.c[f"excused_{w.value}"], 0)
-        absent = sa.func.coalesce(marks.c[f"absent_{w.value}"], 0)
-        required = school_days - excused
-        has_required = sa.and_(covered, required > 0)
-        candidates: dict[str, sa.ColumnElement[Any]] = {
-            "required_days": _known(covered, required),
-            "absence_days": _known(covered, absent),
-            "absence_rate": _known(has_required, _float(absent) / _float(required)),
-            "attendance_rate": _known(has_required, _float(required - absent) / _float(required)),
-            "late_arrivals": _known(covered, sa.func.coalesce(marks.c[f"late_{w.value}"], 0)),
-            "early_leaves": _known(covered, sa.func.coalesce(marks.c[f"early_{w.value}"], 0)),
-            "absence_reason_family_care": _known(covered, sa.func.coalesce(marks.c[f"care_{w.value}"], 0)),
-        }
         columns += [
-            value.label(f"{stem}_{w.value}")
-            for stem, value in candidates.items()
+            _attendance_feature(stem, covered, school_days, count).label(f"{stem}_{w.value}")
+            for stem in _MARKS_READ
             if f"{stem}_{w.value}" in wanted
         ]
     query = (
@@ -257,6 +259,24 @@ def _family_attendance(
             )
         ).outerjoin(run, run.c.student_id == base.c.id)
     return query.order_by(base.c.id)
+
+
+def _attendance_feature(
+    stem: str,
+    covered: sa.ColumnElement[bool],
+    school_days: sa.ColumnElement[int],
+    count: Callable[[str], sa.ColumnElement[int]],
+) -> sa.ColumnElement[Any]:
+    """STEM's value in one window, from the window's school days and counts of marks."""
+    if stem not in ("required_days", "absence_rate", "attendance_rate"):
+        (kind,) = _MARKS_READ[stem]
+        return _known(covered, count(kind))
+    required = school_days - count("excused")
+    if stem == "required_days":
+        return _known(covered, required)
+    absent = count("absent")
+    counted = absent if stem == "absence_rate" else required - absent
+    return _known(sa.and_(covered, required > 0), _float(counted) / _float(required))
 
 
 def _latest_school_days(connection: sa.Connection, period: Period) -> list[tuple[int, date]]:

@@ -8,6 +8,7 @@ import random
 from datetime import date
 from typing import Any
 
+import numpy as np
 import pytest
 from sqlmodel import Session
 
@@ -17,7 +18,7 @@ from app.sources.models import AttendanceMark
 from consent.scopes import Scope
 from rules import compute
 from rules.compute import compute_features
-from rules.features import FEATURES
+from rules.features import FEATURES, Family
 from rules.reference import child_features
 from tests.factories import make_student
 from tests.rules.factories import (
@@ -119,6 +120,23 @@ def _check(session: Session, children: list[int], as_of: date, *, everyone: bool
             )
             is None
         )
+
+
+def test_each_attendance_feature_asked_alone_reads_what_it_needs(
+    session: Session, children: list[int]
+) -> None:
+    """The attendance query counts only the marks the wanted features read: each feature asked
+    alone has the values it has beside every other."""
+    as_of = AS_OF_DAYS[4]
+    together = compute_features(
+        connection=session.connection(), as_of=as_of, features=list(FEATURES), student_ids=children
+    )
+    for name in [n for n, feature in FEATURES.items() if feature.family is Family.attendance]:
+        alone = compute_features(
+            connection=session.connection(), as_of=as_of, features=[name], student_ids=children
+        )
+        assert list(alone.values) == [name]
+        assert np.array_equal(alone.values[name], together.values[name], equal_nan=True), name
 
 
 def _same(a: float | None, b: float | None) -> bool:
