@@ -939,6 +939,11 @@ def run_screening(
     # The thread ends with the block, after its read: a failed run leaves no read behind it.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="screening-reads") as pool:
         with units() as session:
+            # Asked before the search: its temporary tables give the transaction an id (and on
+            # SQLite open a write transaction), though no other connection sees them, and the
+            # standing was then read after the features, now and then, by whichever thread had
+            # counted a run of absences.
+            apart = seen_alike_apart(session.connection())
             last = session.execute(
                 sa.select(_run.c.started_at, _run.c.as_of, _run.c.catalog_version, _run.c.summary)
                 .where(
@@ -961,7 +966,7 @@ def run_screening(
                     timezone=timezone,
                 )
             kind = RunKind.full if targets is None else RunKind.incremental
-            standing = _read_apart(pool, session, targets)
+            standing = _read_apart(pool, session, targets) if apart else None
             run = start_run(session=session, catalog=catalog, as_of=as_of, kind=kind)
             # Rows that syncs write from now on are new to the next incremental run.
             run.summary = {"sync_watermark": changed.sync_watermark(session=session)}
@@ -1012,15 +1017,13 @@ def run_screening(
 
 def _read_apart(
     pool: ThreadPoolExecutor, session: Session, children: Collection[int] | None
-) -> Future[Standing] | None:
+) -> Future[Standing]:
     """The CHILDREN's standing, read on POOL's thread and a connection of its own while consent
     and the features are asked. Reading and decoding the open alerts and their signals was a
-    fifth of an incremental run at 250,000 children, with the server idle. None when another
-    connection would not see what the session sees (`seen_alike_apart`: an in-memory SQLite
-    database, or a transaction that has written): apply() then reads it itself."""
+    fifth of an incremental run at 250,000 children, with the server idle. Only where another
+    connection sees what the session sees (`seen_alike_apart`: not an in-memory SQLite
+    database, nor a transaction that has written); otherwise apply() reads it itself."""
     connection = session.connection()
-    if not seen_alike_apart(connection):
-        return None
     engine = connection.engine
 
     def read() -> Standing:

@@ -4,6 +4,7 @@ while screening fewer children; a catalog it cannot bound makes it screen everyo
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
@@ -292,3 +293,54 @@ def test_incremental_runs_on_committed_rows_give_the_alerts_of_a_full_run(
     finally:
         engine.dispose()
     assert sides and all(sides)
+
+
+def test_the_alerts_as_they_stand_are_read_apart_after_a_search_that_counted_a_run_of_absences(
+    empty_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counting a run of absences in the search fills a temporary table, which gives the
+    transaction an id (on SQLite, opens a write transaction) though no other connection sees
+    it: the open alerts are still read on a connection of their own, beside consent and the
+    features, not after them. (The search is kept on one connection, so that this one counts.)"""
+    database = make_engine(empty_database_url)
+    upgrade(database)
+
+    @contextmanager
+    def one_connection(connection: Any) -> Iterator[None]:
+        yield None
+
+    monkeypatch.setattr(incremental_search, "side_connection", one_connection)
+    readers: list[str] = []
+    read = engine.read_standing
+
+    def watched(connection: Any, children: Any) -> engine.Standing:
+        readers.append(threading.current_thread().name)
+        return read(connection, children)
+
+    monkeypatch.setattr(engine, "read_standing", watched)
+
+    @contextmanager
+    def unit() -> Iterator[Session]:
+        with Session(database, expire_on_commit=False) as session:
+            yield session
+            session.commit()
+
+    try:
+        catalog = load_catalog()
+        monday, tuesday, wednesday, thursday = school_days(date(2025, 9, 29), date(2025, 10, 2))
+        with Session(database, expire_on_commit=False) as session:
+            school = make_school_with_calendar(session)
+            child = make_student(session, school=school)
+            make_grant(session, student=child, scopes=list(Scope))
+            mark(session, child, [monday, tuesday, wednesday])
+            session.commit()
+        assert _screen(unit, catalog, wednesday).opened == 1
+        with Session(database) as session:
+            mark(session, session.get_one(Student, child.id), [thursday])
+            session.commit()
+        readers.clear()
+        incremental = _screen(unit, catalog, thursday, incremental=True)
+        assert (incremental.kind, incremental.children) == (RunKind.incremental, 1)
+    finally:
+        database.dispose()
+    assert readers and all(name.startswith("screening-reads") for name in readers), readers
