@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import date
+
+import pytest
+import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
+from alembic.operations.batch import BatchOperationsImpl
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
+from sqlmodel import Session, select
 
 import app.models  # noqa: F401
 from app.core.db import make_engine, metadata
 from app.core.migrate import current_revision, downgrade, head_revision, pending_reason, upgrade
+from rules.models import Alert, Category, RunKind, ScreeningRun, Signal
+from tests.factories import make_student
 
 
 def test_upgrade_matches_models_and_downgrade_empties(empty_database_url: str) -> None:
@@ -45,3 +53,92 @@ def test_app_code_never_creates_schema() -> None:
         if "create_all(" in path.read_text(encoding="utf-8")
     ]
     assert offenders == []
+
+
+def test_a_migration_that_copies_a_table_keeps_the_rows_that_name_it(empty_database_url: str) -> None:
+    """Dropping a foreign key makes SQLite copy the table (batch mode): an alert that a signal
+    names is copied, not refused, and the foreign keys are on again afterwards."""
+    engine = make_engine(empty_database_url)
+    try:
+        upgrade(engine, "4d8b2e6f0a17")  # last_run_id still a foreign key
+        with Session(engine) as session:
+            student = make_student(session)
+            run = ScreeningRun(kind=RunKind.full, as_of=date(2025, 10, 1), catalog_version="v")
+            session.add(run)
+            session.flush()
+            alert = Alert(
+                student_id=student.id or 0,
+                school_id=student.school_id,
+                category=Category.non_attendance,
+                score=1.0,
+                opened_run_id=run.id or 0,
+                last_run_id=run.id or 0,
+                evidence_as_of=date(2025, 10, 1),
+            )
+            session.add(alert)
+            session.flush()
+            session.add(
+                Signal(
+                    alert_id=alert.id or 0,
+                    student_id=student.id or 0,
+                    rule_id="r",
+                    rule_version="1",
+                    weight=1.0,
+                    first_run_id=run.id or 0,
+                    last_run_id=run.id or 0,
+                    first_seen_on=date(2025, 10, 1),
+                    last_seen_on=date(2025, 10, 1),
+                )
+            )
+            session.commit()
+        upgrade(engine)
+        assert pending_reason(engine) is None
+        with Session(engine) as session:
+            [signal] = session.exec(select(Signal)).all()
+            assert session.get_one(Alert, signal.alert_id).student_id == signal.student_id
+        if engine.dialect.name == "sqlite":
+            with engine.connect() as connection:
+                assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+                names = connection.exec_driver_sql("SELECT name FROM sqlite_master").scalars().all()
+            assert not [name for name in names if name.startswith("_alembic_tmp")]
+    finally:
+        engine.dispose()
+
+
+def test_a_failed_migration_leaves_the_schema_as_it_was(
+    empty_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DDL is part of the migration's transaction on both databases: a migration that fails
+    after changing one table (on SQLite, copying it) leaves neither the change nor the copy."""
+    engine = make_engine(empty_database_url)
+    try:
+        upgrade(engine, "4d8b2e6f0a17")
+        before = _schema(engine)
+        flush = BatchOperationsImpl.flush
+        changed: list[str] = []
+
+        def fails_at_the_second_table(self: BatchOperationsImpl) -> None:
+            flush(self)
+            changed.append(self.table_name)
+            if len(changed) == 2:
+                raise RuntimeError("the disk filled up")
+
+        monkeypatch.setattr(BatchOperationsImpl, "flush", fails_at_the_second_table)
+        with pytest.raises(RuntimeError, match="disk filled"):
+            upgrade(engine)
+        monkeypatch.undo()
+        assert changed == ["alert", "signal"]
+        engine.dispose()
+        assert current_revision(engine) == "4d8b2e6f0a17"
+        assert _schema(engine) == before
+    finally:
+        engine.dispose()
+
+
+def _schema(engine: sa.Engine) -> dict[str, list[str]]:
+    """Each table's foreign keys, by name."""
+    inspector = inspect(engine)
+    return {
+        table: sorted(str(key["name"]) for key in inspector.get_foreign_keys(table))
+        for table in inspector.get_table_names()
+    }
