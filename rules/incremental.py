@@ -291,6 +291,8 @@ class Bounds:
                 if atom_truth(atom, float(absent)) is Truth.true
             }
         if feature.name == "consecutive_absence_days" and least is not None and least >= 2:
+            if among is not None:
+                return self._run_bound(atom, least, among)
             query = self._away_on_each_of_the_last_school_days(least)
         elif least is None or feature.window is None:
             return None
@@ -312,9 +314,21 @@ class Bounds:
         # The children's own rows, by the student index.
         for only in one_of(dialect, query.selected_columns[0], among):
             found |= self._ids(query.where(only))
-        if feature.name == "consecutive_absence_days":
-            return self.run_holds(atom, found)  # the few that pass the loose bound, counted
         return found
+
+    def _run_bound(self, atom: Atom, least: int, among: list[int]) -> set[int]:
+        """AMONG these children, those whose run of absences may meet ATOM (at least LEAST)
+        today: absent on each of the school's LEAST latest school days, or away on each of them
+        and a run counted (`run_holds`) that meets it. Counting every child away on each of the
+        last days cost 0.3 s at 250,000 children in a week of colds (9,889 of them), most of them
+        absent each day, whose run needs no counting."""
+        query = self._away_on_each_of_the_last_school_days(least)
+        absent_each_day: set[int] = set()
+        away_each_day: set[int] = set()
+        for only in one_of(self.connection.dialect, query.selected_columns[0], among):
+            for student_id, absent_days in self.connection.execute(query.where(only)):
+                (absent_each_day if absent_days >= least else away_each_day).add(student_id)
+        return absent_each_day | self.run_holds(atom, away_each_day)
 
     def rate_holds(self, atom: Atom, among: Collection[int]) -> set[int]:
         """AMONG these children, those whose absence or attendance rate meets ATOM today,
@@ -391,8 +405,8 @@ class Bounds:
     def _away_on_each_of_the_last_school_days(self, days: int) -> sa.Select[Any]:
         """A run of DAYS or more absences ending on the school's latest school day (excused days
         neither count nor break it) covers at least its DAYS latest school days: children absent
-        or excused on each of them. (Two days, whatever the threshold, let 14,000 children of
-        250,000 through in a week of colds.)"""
+        or excused on each of them, with the number of those days they were absent. (Two days,
+        whatever the threshold, let 14,000 children of 250,000 through in a week of colds.)"""
         recent = (
             sa.select(
                 _school_day.c.school_id,
@@ -409,8 +423,9 @@ class Bounds:
         earliest = sa.select(sa.func.min(recent.c.day)).where(recent.c.back <= days)
         first = self.connection.execute(earliest).scalar()
         a = _attendance.c
+        absent_days = sa.func.count(sa.distinct(a.day)).filter(a.mark == AttendanceMark.absent)
         return (
-            sa.select(_student.c.id)
+            sa.select(_student.c.id, absent_days)
             .join(recent, sa.and_(recent.c.school_id == _student.c.school_id, recent.c.back <= days))
             .join(_attendance, sa.and_(a.student_id == _student.c.id, a.day == recent.c.day))
             .where(

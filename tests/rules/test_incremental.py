@@ -211,11 +211,19 @@ def test_alerts_whose_evidence_moves_only_with_rows_are_left_alone_on_a_day_with
 
 
 def test_a_run_of_absences_counts_absences_across_excused_days_and_not_excused_days(
-    session: Session, units: engine.Units
+    session: Session, units: engine.Units, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Excused days neither count nor break a run of absences: a child excused all week has
     none and is not screened again, a child whose absences around an excused day make three
-    is, as is a child away three days in a row."""
+    is, as is a child absent three days in a row (whose run the search need not count)."""
+    counted: list[set[int]] = []
+    run_holds = incremental_search.Bounds.run_holds
+
+    def watched(self: incremental_search.Bounds, atom: Any, among: Any) -> set[int]:
+        counted.append(set(among))
+        return run_holds(self, atom, among)
+
+    monkeypatch.setattr(incremental_search.Bounds, "run_holds", watched)
     catalog = load_catalog()
     school = make_school_with_calendar(session)
     excused, bridged, plain = (make_student(session, school=school) for _ in range(3))
@@ -232,6 +240,7 @@ def test_a_run_of_absences_counts_absences_across_excused_days_and_not_excused_d
     mark(session, plain, [thursday])
     incremental = _screen(units, catalog, thursday, incremental=True)
     assert (incremental.kind, incremental.children, incremental.opened) == (RunKind.incremental, 2, 2)
+    assert counted == [{excused.id, bridged.id}]
     opened = {alert.student_id for alert in session.exec(select(Alert))}
     assert opened == {bridged.id, plain.id}
     after_incremental = _state(session)
