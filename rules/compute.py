@@ -572,28 +572,25 @@ def _family_grades(base: sa.CTE, period: Period, wanted: Collection[str]) -> sa.
     latest = terms[0]
     previous = terms[1] if len(terms) > 1 else (0, 0)
 
-    def average(term: tuple[int, int]) -> sa.ColumnElement[float]:
-        is_term = sa.and_(g.school_year == term[0], g.term == term[1], g.score.is_not(None))
-        return sa.func.avg(sa.case((is_term, _float(g.score))))
+    def average(term: tuple[int, int]) -> sa.ScalarSelect[Any]:
+        """The child's average score of TERM, read by the natural key's index child by child."""
+        return (
+            sa.select(sa.func.avg(_float(g.score)))
+            .where(
+                g.student_id == base.c.id,
+                g.school_year == term[0],
+                g.term == term[1],
+                g.score.is_not(None),
+            )
+            .scalar_subquery()
+        )
 
-    scores = (
-        sa.select(g.student_id, average(latest).label("latest"), average(previous).label("previous"))
-        .join(base, base.c.id == g.student_id)
-        .where(sa.tuple_(g.school_year, g.term).in_([latest, previous]))
-        .group_by(g.student_id)
-        .cte("scores")
-    )
     columns = []
     if "grade_average_latest_term" in wanted:
-        columns.append(scores.c.latest.label("grade_average_latest_term"))
+        columns.append(average(latest).label("grade_average_latest_term"))
     if "grade_change_from_previous_term" in wanted:
-        columns.append((scores.c.latest - scores.c.previous).label("grade_change_from_previous_term"))
-    return (
-        sa.select(base.c.id, *columns)
-        .select_from(base)
-        .outerjoin(scores, scores.c.student_id == base.c.id)
-        .order_by(base.c.id)
-    )
+        columns.append((average(latest) - average(previous)).label("grade_change_from_previous_term"))
+    return sa.select(base.c.id, *columns).select_from(base).order_by(base.c.id)
 
 
 def _family_fees(base: sa.CTE, period: Period, wanted: Collection[str]) -> sa.Select[Any]:
