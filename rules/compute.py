@@ -200,7 +200,9 @@ def _family_attendance(
         "care": sa.and_(a.mark == AttendanceMark.absent, a.reason == AttendanceReason.family_care),
     }
     # Only the counts the wanted features read: each is an expression per mark of the year, and
-    # every kind in every window was 20 where the catalog reads 8.
+    # every kind in every window was 20 where the catalog reads 8. The day is compared first:
+    # SQLite reads a mark's reason from the table row (its index holds the rest), and then
+    # only for marks inside the window.
     read = {
         (kind, w)
         for stem, kinds in _MARKS_READ.items()
@@ -212,7 +214,7 @@ def _family_attendance(
         sa.select(
             a.student_id,
             *[
-                _count_in(sa.and_(condition, a.day >= period.start(w))).label(f"{kind}_{w.value}")
+                _count_in(sa.and_(a.day >= period.start(w), condition)).label(f"{kind}_{w.value}")
                 for kind, condition in counts.items()
                 for w in used
                 if (kind, w) in read
