@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from app.core.db import make_engine
@@ -63,6 +64,18 @@ def _screen(
         authorize_for=engine.consent_authorizer("テスト市"),
         incremental=incremental,
     )
+
+
+def _committing(database: Engine) -> engine.Units:
+    """Units of work that each commit on a session of their own, as `tsunagu screen`'s do."""
+
+    @contextmanager
+    def unit() -> Iterator[Session]:
+        with Session(database, expire_on_commit=False) as session:
+            yield session
+            session.commit()
+
+    return unit
 
 
 def _state(session: Session) -> list[tuple[object, ...]]:
@@ -269,12 +282,7 @@ def test_incremental_runs_on_committed_rows_give_the_alerts_of_a_full_run(
 
     monkeypatch.setattr(incremental_search, "side_connection", watched)
 
-    @contextmanager
-    def unit() -> Iterator[Session]:
-        with Session(engine, expire_on_commit=False) as session:
-            yield session
-            session.commit()
-
+    unit = _committing(engine)
     try:
         catalog = load_catalog()
         rng = random.Random(20251002)
@@ -328,12 +336,7 @@ def test_the_alerts_as_they_stand_are_read_apart_after_a_search_that_counted_a_r
 
     monkeypatch.setattr(engine, "read_standing", watched)
 
-    @contextmanager
-    def unit() -> Iterator[Session]:
-        with Session(database, expire_on_commit=False) as session:
-            yield session
-            session.commit()
-
+    unit = _committing(database)
     try:
         catalog = load_catalog()
         monday, tuesday, wednesday, thursday = school_days(date(2025, 9, 29), date(2025, 10, 2))
