@@ -64,14 +64,18 @@ def screen(
     if live_catalog.last_error is not None:
         console.print(f"[yellow]catalog refused, the last good one stays:\n{live_catalog.last_error.message}")
     engine_ = get_engine()
-    outcome = engine.run_screening(
-        units=lambda: session_scope(engine_),
-        catalog=catalog,
-        as_of=day,
-        authorize_for=engine.consent_authorizer(_organisation()),
-        incremental=incremental,
-        timezone=get_settings().timezone,
-    )
+    try:
+        outcome = engine.run_screening(
+            units=lambda: session_scope(engine_),
+            catalog=catalog,
+            as_of=day,
+            authorize_for=engine.consent_authorizer(_organisation()),
+            incremental=incremental,
+            timezone=get_settings().timezone,
+        )
+    except engine.ScreeningBusy as exc:
+        console.print(f"[yellow]{exc}")
+        raise typer.Exit(1) from exc
     typer.echo(json.dumps({**outcome.__dict__, "catalog": catalog.version}, default=str))
 
 

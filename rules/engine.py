@@ -13,15 +13,16 @@ when no rule fires any more the evidence is cleared, but the status stays where 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import logging
 import operator
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import cached_property
@@ -920,6 +921,56 @@ def _may_be_incremental(session: Session, catalog: Catalog, as_of: date, last: s
     )
 
 
+class ScreeningBusy(RuntimeError):
+    """Another screening run is under way: this one did not start."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "別のスクリーニングが実行中です。終わってから実行してください / "
+            "another screening run is under way: run this one when it has finished"
+        )
+
+
+_ONE_RUN_KEY = 0x7473_756E_6167_7531
+"""The PostgreSQL advisory lock that screening runs take (the bytes of "tsunagu1")."""
+
+
+@contextmanager
+def one_run_at_a_time(bind: sa.Engine | sa.Connection) -> Iterator[None]:
+    """Hold the screening lock for the block, or raise ScreeningBusy at once. Two runs at once
+    compared the same alerts, and one of them failed on the open-alert index after all its
+    work. PostgreSQL: a session advisory lock on a connection of its own (released if the
+    process dies). SQLite, whose write lock lasts one transaction and a run has three: a lock
+    on a file beside the database (flock, released if the process dies). An in-memory
+    database has one process, and one run."""
+    engine = bind.engine if isinstance(bind, sa.Connection) else bind
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as connection:
+            taken = connection.execute(sa.select(sa.func.pg_try_advisory_lock(_ONE_RUN_KEY))).scalar()
+            connection.commit()  # the lock outlives the transaction; no snapshot is held
+            if not taken:
+                raise ScreeningBusy
+            try:
+                yield
+            finally:
+                connection.execute(sa.select(sa.func.pg_advisory_unlock(_ONE_RUN_KEY)))
+                connection.commit()
+        return
+    database = engine.url.database
+    if database in (None, "", ":memory:"):
+        yield
+        return
+    with open(f"{database}.screening-lock", "a", encoding="utf-8") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise ScreeningBusy from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 @fewer_collections()
 def run_screening(
     *,
@@ -930,15 +981,19 @@ def run_screening(
     incremental: bool = False,
     timezone: str = "Asia/Tokyo",
 ) -> RunOutcome:
-    """Screen every child consent allows (or, incrementally, those whose data changed).
+    """Screen every child consent allows (or, incrementally, those whose data changed). One run
+    at a time: while another holds the lock (`one_run_at_a_time`), raise ScreeningBusy having
+    written nothing.
 
     `units()` gives a unit of work (commit on success, roll back on error); `authorize_for(run_id)`
     gives consent's authorize_many with the run as the actor.
     """
     started = time.perf_counter()
     # The thread ends with the block, after its read: a failed run leaves no read behind it.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="screening-reads") as pool:
+    # The lock is released last, after a failed run is marked so.
+    with ExitStack() as held, ThreadPoolExecutor(max_workers=1, thread_name_prefix="screening-reads") as pool:
         with units() as session:
+            held.enter_context(one_run_at_a_time(session.get_bind()))
             # Asked before the search: its temporary tables give the transaction an id (and on
             # SQLite open a write transaction), though no other connection sees them, and the
             # standing was then read after the features, now and then, by whichever thread had

@@ -15,6 +15,7 @@ from app.core.config import get_settings
 from app.core.db import get_engine, make_engine
 from app.core.migrate import upgrade
 from consent.scopes import Scope
+from rules import engine as screening
 from rules.models import Alert, ReviewCapacity, ScreeningRun
 from tests.factories import make_grant, make_student
 from tests.rules.factories import make_school_with_calendar, mark, school_days
@@ -62,3 +63,19 @@ def test_screen_opens_alerts_once(fresh_url: str) -> None:
         setting = session.get(ReviewCapacity, school_id)
         assert setting is not None and setting.weekly_capacity == 4
     engine.dispose()
+
+
+def test_a_second_run_while_one_is_under_way_is_refused(fresh_url: str) -> None:
+    """Two runs at once would compare the same alerts: the second is refused at once, with a
+    readable reason and nothing written, and runs once the first has finished."""
+    database = make_engine(fresh_url)
+    runner = CliRunner()
+    with screening.one_run_at_a_time(database):  # another run, under way
+        refused = runner.invoke(cli, ["screen", "--as-of", "2025-10-01"])
+    assert refused.exit_code == 1
+    assert "別のスクリーニングが実行中です" in refused.stderr and "Traceback" not in refused.output
+    with Session(database) as session:
+        assert session.exec(select(ScreeningRun)).all() == []
+    after = runner.invoke(cli, ["screen", "--as-of", "2025-10-01"])
+    assert after.exit_code == 0, after.output
+    database.dispose()
