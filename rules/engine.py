@@ -760,18 +760,15 @@ def _update_many(
 
     PostgreSQL: the rows are copied into a temporary table and one UPDATE … FROM joins it: an
     executemany sent a statement per row (0.6 s for the 2,500 rows of an incremental run at
-    20,000 children). SQLite: executemany, one compiled statement in process."""
+    20,000 children). SQLite: the driver's executemany of one statement, each value made as its
+    column's type makes it (`bind_processor`): through SQLAlchemy, building each row's
+    parameters took twice as long as SQLite took to apply them (0.4 s of an incremental run's
+    46,000 updates at 250,000 children)."""
     if not rows:
         return
     connection = session.connection()
     if connection.dialect.name != "postgresql":
-        statement = (
-            sa.update(table)
-            .where(table.c.id == sa.bindparam("_id"))
-            .values({**{c: sa.bindparam(c) for c in columns}, **(also or {})})
-        )
-        for start in range(0, len(rows), 5_000):
-            connection.execute(statement, rows[start : start + 5_000])
+        _update_many_in_process(connection, table, columns, rows, also or {})
         return
     staged = sa.Table(
         f"staged_{table.name}_{uuid.uuid4().hex[:12]}",
@@ -790,6 +787,40 @@ def _update_many(
         .values({**{c: staged.c[c] for c in columns}, **(also or {})})
     )
     staged.drop(connection)
+
+
+def _update_many_in_process(
+    connection: sa.Connection,
+    table: sa.Table,
+    columns: tuple[str, ...],
+    rows: list[dict[str, Any]],
+    also: Mapping[str, Any],
+) -> None:
+    """`_update_many` on SQLite: one statement, executed by the driver for every row."""
+    dialect = connection.dialect
+    names = (*columns, *also)
+    statement = (
+        sa.update(table)
+        .where(table.c.id == sa.bindparam("_id"))
+        .values({name: sa.bindparam(name) for name in names})
+        .compile(dialect=dialect)
+    )
+    processors = {name: table.c[name].type.bind_processor(dialect) for name in names}
+
+    def made(name: str, value: Any) -> Any:
+        process = processors.get(name)  # none for the row's id
+        return value if process is None or value is None else process(value)
+
+    same = {name: made(name, value) for name, value in also.items()}
+    order = statement.positiontup or ()
+    parameters = [
+        tuple(same[name] if name in same else made(name, row[name]) for name in order) for row in rows
+    ]
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(str(statement), parameters)
+    finally:
+        cursor.close()
 
 
 def _alert_rows(new: list[Verdict], run_id: int, as_of: date, now: datetime) -> list[dict[str, Any]]:
