@@ -972,8 +972,8 @@ def one_run_at_a_time(bind: sa.Engine | sa.Connection) -> Iterator[None]:
     compared the same alerts, and one of them failed on the open-alert index after all its
     work. PostgreSQL: a session advisory lock on a connection of its own (released if the
     process dies). SQLite, whose write lock lasts one transaction and a run has three: a lock
-    on a file beside the database (flock, released if the process dies). An in-memory
-    database has one process, and one run."""
+    on a file beside the database, as `app.core.db.SQLiteWriterTurn` takes (flock, released if
+    the process dies). An in-memory database has one process, and one run."""
     engine = bind.engine if isinstance(bind, sa.Connection) else bind
     if engine.dialect.name == "postgresql":
         with engine.connect() as connection:
@@ -991,7 +991,7 @@ def one_run_at_a_time(bind: sa.Engine | sa.Connection) -> Iterator[None]:
     if database in (None, "", ":memory:"):
         yield
         return
-    with open(f"{database}.screening-lock", "a", encoding="utf-8") as lock:
+    with open(f"{database}-screening", "a", encoding="utf-8") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
