@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
-
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -15,8 +13,9 @@ from sqlmodel import Session, select
 import app.models  # noqa: F401
 from app.core.db import make_engine, metadata
 from app.core.migrate import current_revision, downgrade, head_revision, pending_reason, upgrade
-from rules.models import Alert, Category, RunKind, ScreeningRun, Signal
+from rules.models import Alert, Signal
 from tests.factories import make_student
+from tests.staff.conftest import make_alert
 
 
 def test_upgrade_matches_models_and_downgrade_empties(empty_database_url: str) -> None:
@@ -62,34 +61,7 @@ def test_a_migration_that_copies_a_table_keeps_the_rows_that_name_it(empty_datab
     try:
         upgrade(engine, "4d8b2e6f0a17")  # last_run_id still a foreign key
         with Session(engine) as session:
-            student = make_student(session)
-            run = ScreeningRun(kind=RunKind.full, as_of=date(2025, 10, 1), catalog_version="v")
-            session.add(run)
-            session.flush()
-            alert = Alert(
-                student_id=student.id or 0,
-                school_id=student.school_id,
-                category=Category.non_attendance,
-                score=1.0,
-                opened_run_id=run.id or 0,
-                last_run_id=run.id or 0,
-                evidence_as_of=date(2025, 10, 1),
-            )
-            session.add(alert)
-            session.flush()
-            session.add(
-                Signal(
-                    alert_id=alert.id or 0,
-                    student_id=student.id or 0,
-                    rule_id="r",
-                    rule_version="1",
-                    weight=1.0,
-                    first_run_id=run.id or 0,
-                    last_run_id=run.id or 0,
-                    first_seen_on=date(2025, 10, 1),
-                    last_seen_on=date(2025, 10, 1),
-                )
-            )
+            make_alert(session, make_student(session))  # a run, the alert, a signal, an event
             session.commit()
         upgrade(engine)
         assert pending_reason(engine) is None
