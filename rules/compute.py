@@ -21,6 +21,7 @@ this module to:
 from __future__ import annotations
 
 import uuid
+from collections import deque
 from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -119,14 +120,20 @@ def _roster(period: Period) -> sa.Select[Any]:
     )
 
 
-def _enrolled(period: Period, children: sa.Table | None) -> sa.CTE:
+def _enrolled(
+    period: Period, children: sa.Table | None, first: int | None = None, last: int | None = None
+) -> sa.CTE:
     """The children screened on the as-of day: every enrolled child, or CHILDREN (a
-    `_children_table`, which holds the enrolled ones among those asked for, with their roster)."""
+    `_children_table`, which holds the enrolled ones among those asked for, with their roster);
+    only those with ids FIRST to LAST, if given."""
     if children is not None:
-        return sa.select(children.c.student_id.label("id"), *[children.c[name] for name in _ROSTER]).cte(
-            "enrolled"
-        )
-    return _roster(period).cte("enrolled")
+        query = sa.select(children.c.student_id.label("id"), *[children.c[name] for name in _ROSTER])
+        ids = children.c.student_id
+    else:
+        query, ids = _roster(period), _student.c.id
+    if first is not None and last is not None:
+        query = query.where(ids.between(first, last))
+    return query.cte("enrolled")
 
 
 def _school_windows(period: Period, used: Collection[Window]) -> sa.CTE:
@@ -951,8 +958,8 @@ def _children_table(connection: sa.Connection, period: Period, ids: list[int]) -
         children.drop(connection)
 
 
-# Each family query's share of the time, for the connections to share them out evenly
-# (seconds, one query at a time, for the 21,177 children of bench/screen.py's incremental run).
+# Each family query's share of the time, to take the longest first and to split the longest by
+# child (seconds, one query at a time, for the 21,177 children of bench/screen.py's incremental run).
 _FAMILY_COST = {
     Family.attendance: 0.8,
     Family.learning: 0.32,
@@ -965,11 +972,40 @@ _FAMILY_COST = {
 }
 
 
+@dataclass(frozen=True)
+class _Query:
+    """One family query: FAMILY's NAMES for the CHILDREN with ids FIRST to LAST (None: all)."""
+
+    family: Family
+    names: tuple[str, ...]
+    children: int
+    first: int | None = None
+    last: int | None = None
+
+
+def _queries(by_family: Mapping[Family, list[str]], ids: NDArray[np.int64], connections: int) -> list[_Query]:
+    """The family queries, longest first. A family longer than half a connection's fair share
+    is asked in one part per connection, each for a run of the children: the attendance query
+    alone had SQLite's second connection wait idle for a third of an incremental run's features."""
+    total = sum(_FAMILY_COST[family] for family in by_family)
+    queries: list[tuple[float, _Query]] = []
+    for family, names in by_family.items():
+        cost = _FAMILY_COST[family]
+        if connections == 1 or len(ids) < connections or cost <= total / connections / 2:
+            queries.append((cost, _Query(family, tuple(names), len(ids))))
+            continue
+        for part in np.array_split(ids, connections):
+            query = _Query(family, tuple(names), len(part), int(part[0]), int(part[-1]))
+            queries.append((cost / connections, query))
+    return [query for _cost, query in sorted(queries, key=lambda q: -q[0])]
+
+
 def _compute(
     pairs: list[tuple[sa.Connection, sa.Table | None]], period: Period, features: Collection[str]
 ) -> FeatureTable:
-    """The features, their family queries shared out over PAIRS (each a connection and its
-    table of children, or None for every child), one thread per extra connection."""
+    """The features, their family queries taken in turn by PAIRS (each a connection and its
+    table of children, or None for every child), one thread per extra connection: whichever
+    connection is free takes the next query, so both finish near together."""
     connection, children = pairs[0]
     base = _enrolled(period, children)
     roster = connection.execute(sa.select(base.c.id, base.c.school_id).order_by(base.c.id)).all()
@@ -982,51 +1018,53 @@ def _compute(
     by_family: dict[Family, list[str]] = {}
     for name in features:
         by_family.setdefault(FEATURES[name].family, []).append(name)
-    shares: list[list[tuple[Family, list[str]]]] = [[] for _ in pairs]
-    loads = [0.0 for _ in pairs]
-    for family in sorted(by_family, key=lambda f: -_FAMILY_COST[f]):
-        least = loads.index(min(loads))
-        shares[least].append((family, by_family[family]))
-        loads[least] += _FAMILY_COST[family]
+    queries = _queries(by_family, ids, len(pairs))
+    waiting = deque(queries)
+    found: dict[_Query, dict[str, NDArray[np.float64]]] = {}
+
+    def take(connection: sa.Connection, children: sa.Table | None) -> None:
+        while True:
+            try:
+                query = waiting.popleft()
+            except IndexError:  # none left, or another thread took the last one
+                return
+            found[query] = _family(connection, children, period, query)
+
     if len(pairs) == 1:
-        found = [_families(*pairs[0], period, shares[0], len(ids))]
+        take(*pairs[0])
     else:
         with ThreadPoolExecutor(max_workers=len(pairs) - 1) as pool:
-            others = [
-                pool.submit(_families, *pair, period, share, len(ids))
-                for pair, share in zip(pairs[1:], shares[1:], strict=True)
-            ]
-            found = [_families(*pairs[0], period, shares[0], len(ids)), *(f.result() for f in others)]
-    for values in found:
-        table.values.update(values)
+            others = [pool.submit(take, *pair) for pair in pairs[1:]]
+            take(*pairs[0])
+            for other in others:
+                other.result()
+    # The parts of a family in id order, as the queries were made (`_queries` keeps it).
+    for query in queries:
+        for name, column in found[query].items():
+            table.values[name] = (
+                column if name not in table.values else np.concatenate([table.values[name], column])
+            )
     return table
 
 
-def _families(
-    connection: sa.Connection,
-    children: sa.Table | None,
-    period: Period,
-    families: list[tuple[Family, list[str]]],
-    expected: int,
+def _family(
+    connection: sa.Connection, children: sa.Table | None, period: Period, query: _Query
 ) -> dict[str, NDArray[np.float64]]:
-    """The columns of FAMILIES, read on CONNECTION, each with a row per child in id order."""
-    base = _enrolled(period, children)
-    values: dict[str, NDArray[np.float64]] = {}
-    for family, names in families:
-        if family is Family.attendance:
-            latest = _latest_school_days(connection, period) if "consecutive_absence_days" in names else []
-            query = _family_attendance(base, period, set(names), latest)
-        else:
-            query = _FAMILIES[family](base, period, set(names))
-        result = connection.execute(query)
-        keys = list(result.keys())[1:]
-        rows = result.all()
-        if len(rows) != expected:
-            raise RuntimeError(f"{family} returned {len(rows)} rows for {expected} children")
-        # All the rows in one conversion (None becomes NaN, unknown): column by column through
-        # zip() was a third of a full run's Python time at 250,000 children.
-        # (As plain tuples: numpy probes a Row as a mapping first, one KeyError per row.)
-        matrix = np.array([tuple(row) for row in rows], dtype=np.float64).reshape(len(rows), len(keys) + 1)
-        for index, key in enumerate(keys, start=1):
-            values[key] = matrix[:, index].copy()
-    return values
+    """The columns of QUERY, read on CONNECTION, each with a row per child in id order."""
+    base = _enrolled(period, children, query.first, query.last)
+    names = set(query.names)
+    if query.family is Family.attendance:
+        latest = _latest_school_days(connection, period) if "consecutive_absence_days" in names else []
+        select = _family_attendance(base, period, names, latest)
+    else:
+        select = _FAMILIES[query.family](base, period, names)
+    result = connection.execute(select)
+    keys = list(result.keys())[1:]
+    rows = result.all()
+    if len(rows) != query.children:
+        raise RuntimeError(f"{query.family} returned {len(rows)} rows for {query.children} children")
+    # All the rows in one conversion (None becomes NaN, unknown): column by column through
+    # zip() was a third of a full run's Python time at 250,000 children.
+    # (As plain tuples: numpy probes a Row as a mapping first, one KeyError per row.)
+    matrix = np.array([tuple(row) for row in rows], dtype=np.float64).reshape(len(rows), len(keys) + 1)
+    return {key: matrix[:, index].copy() for index, key in enumerate(keys, start=1)}

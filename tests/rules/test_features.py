@@ -58,18 +58,25 @@ def test_features_read_over_two_connections_match_the_reference(
 ) -> None:
     """When the caller's transaction has written nothing, the family queries are shared out over
     a second connection (`rules.compute.side_connection`; on SQLite, a file): the same values,
-    for the whole city and for a consent-scoped few. The rows are committed, as a sync commits
-    them: the test's usual uncommitted rows would keep the queries on one connection."""
+    for the whole city and for a consent-scoped few, the attendance query asked in two parts by
+    child. The rows are committed, as a sync commits them: the test's usual uncommitted rows
+    would keep the queries on one connection."""
     engine = make_engine(empty_database_url)
     upgrade(engine)
     connections: list[int] = []
-    spread = compute._compute
+    asked: list[compute._Query] = []
+    spread, read = compute._compute, compute._family
 
     def counted(pairs: list[tuple[Any, Any]], *args: Any) -> Any:
         connections.append(len(pairs))
         return spread(pairs, *args)
 
+    def recorded(connection: Any, children: Any, period: Any, query: compute._Query) -> Any:
+        asked.append(query)
+        return read(connection, children, period, query)
+
     monkeypatch.setattr(compute, "_compute", counted)
+    monkeypatch.setattr(compute, "_family", recorded)
     try:
         with Session(engine) as session:
             rng = random.Random(7)
@@ -86,6 +93,9 @@ def test_features_read_over_two_connections_match_the_reference(
     finally:
         engine.dispose()
     assert set(connections) == {2}
+    attendance = [query for query in asked if query.family is Family.attendance]
+    assert attendance and all(query.first is not None for query in attendance)
+    assert len(attendance) == 2 * len(connections)
 
 
 def _check(session: Session, children: list[int], as_of: date, *, everyone: bool = False) -> None:
