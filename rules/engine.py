@@ -768,7 +768,12 @@ def _update_many(
         return
     connection = session.connection()
     if connection.dialect.name != "postgresql":
-        _update_many_in_process(connection, table, columns, rows, also or {})
+        statement = (
+            sa.update(table)
+            .where(table.c.id == sa.bindparam("_id"))
+            .values({name: sa.bindparam(name) for name in (*columns, *(also or {}))})
+        )
+        bulk.execute_many(connection, statement, table, rows, also)
         return
     staged = sa.Table(
         f"staged_{table.name}_{uuid.uuid4().hex[:12]}",
@@ -787,40 +792,6 @@ def _update_many(
         .values({**{c: staged.c[c] for c in columns}, **(also or {})})
     )
     staged.drop(connection)
-
-
-def _update_many_in_process(
-    connection: sa.Connection,
-    table: sa.Table,
-    columns: tuple[str, ...],
-    rows: list[dict[str, Any]],
-    also: Mapping[str, Any],
-) -> None:
-    """`_update_many` on SQLite: one statement, executed by the driver for every row."""
-    dialect = connection.dialect
-    names = (*columns, *also)
-    statement = (
-        sa.update(table)
-        .where(table.c.id == sa.bindparam("_id"))
-        .values({name: sa.bindparam(name) for name in names})
-        .compile(dialect=dialect)
-    )
-    processors = {name: table.c[name].type.bind_processor(dialect) for name in names}
-
-    def made(name: str, value: Any) -> Any:
-        process = processors.get(name)  # none for the row's id
-        return value if process is None or value is None else process(value)
-
-    same = {name: made(name, value) for name, value in also.items()}
-    order = statement.positiontup or ()
-    parameters = [
-        tuple(same[name] if name in same else made(name, row[name]) for name in order) for row in rows
-    ]
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        cursor.executemany(str(statement), parameters)
-    finally:
-        cursor.close()
 
 
 def _alert_rows(new: list[Verdict], run_id: int, as_of: date, now: datetime) -> list[dict[str, Any]]:
@@ -896,8 +867,7 @@ def _insert_many(session: Session, table: sa.Table, rows: list[dict[str, Any]]) 
     if connection.dialect.name == "postgresql":
         bulk.copy(connection, table, {name: [row[name] for row in rows] for name in rows[0]}, len(rows))
         return
-    for start in range(0, len(rows), 5_000):
-        session.execute(sa.insert(table), rows[start : start + 5_000])
+    bulk.execute_many(connection, bulk.insert_statement(table, rows[0]), table, rows)
 
 
 def _insert_returning_ids(session: Session, table: sa.Table, rows: list[dict[str, Any]]) -> list[int]:
