@@ -7,9 +7,10 @@ import random
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine
@@ -17,7 +18,7 @@ from sqlmodel import Session, select
 
 from app.core.db import make_engine
 from app.core.migrate import upgrade
-from app.roster.models import Student
+from app.roster.models import SchoolDay, Student
 from app.sources.models import (
     AttendanceMark,
     AttendanceReason,
@@ -31,6 +32,7 @@ from consent.scopes import Scope
 from rules import compute, engine
 from rules import incremental as incremental_search
 from rules.catalog import Catalog, load_catalog
+from rules.compute import Period
 from rules.models import Alert, RunKind, Signal
 from tests.factories import make_grant, make_student
 from tests.rules.factories import (
@@ -260,6 +262,29 @@ def test_a_run_of_absences_counts_absences_across_excused_days_and_not_excused_d
     full = _screen(units, catalog, thursday)
     assert (full.children, full.opened, full.updated, full.cleared) == (3, 0, 0, 0)
     assert _state(session) == after_incremental
+
+
+def test_the_last_school_days_reach_back_over_a_long_break(session: Session) -> None:
+    """A school's latest school days are found however long its last break (the search reads
+    the last two months first): a run of absences across a break of over two months is a run."""
+    after_break = make_school_with_calendar(session, last_day=date(2025, 7, 18))
+    for day in (date(2025, 10, 1), date(2025, 10, 2)):
+        session.add(SchoolDay(school_id=after_break.id or 0, day=day))
+    usual = make_school_with_calendar(session)
+    child = make_student(session, school=after_break)
+    mark(session, child, [date(2025, 7, 18), date(2025, 10, 1), date(2025, 10, 2)])
+    tz = ZoneInfo("Asia/Tokyo")
+    bounds = incremental_search.Bounds(
+        session.connection(),
+        Period(as_of=date(2025, 10, 1), tz=tz),
+        Period(as_of=date(2025, 10, 2), tz=tz),
+        0,
+        datetime.now(UTC),
+    )
+    latest = bounds._latest_school_days(3)
+    assert latest[after_break.id or 0] == {date(2025, 7, 18), date(2025, 10, 1), date(2025, 10, 2)}
+    assert latest[usual.id or 0] == set(school_days(date(2025, 9, 30), date(2025, 10, 2)))
+    assert bounds._away_on_each_of_the_last_school_days(3, [child.id or 0]) == {child.id: 3}
 
 
 def test_incremental_runs_on_committed_rows_give_the_alerts_of_a_full_run(
