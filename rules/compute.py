@@ -136,7 +136,7 @@ def _enrolled(
     return query.cte("enrolled")
 
 
-def _school_windows(period: Period, used: Collection[Window]) -> sa.CTE:
+def school_windows(period: Period, used: Collection[Window]) -> sa.CTE:
     """Per school and window: the number of school days and the first one."""
     day = _school_day.c.day
     columns: list[sa.ColumnElement[Any]] = [_school_day.c.school_id]
@@ -197,7 +197,7 @@ def _family_attendance(
     base: sa.CTE, period: Period, wanted: Collection[str], latest: list[tuple[int, date]]
 ) -> sa.Select[Any]:
     used = _used(wanted, *_MARKS_READ)
-    windows = _school_windows(period, used)
+    windows = school_windows(period, used)
     a = _attendance.c
     counts: dict[str, sa.ColumnElement[bool]] = {
         "absent": a.mark == AttendanceMark.absent,
@@ -390,7 +390,7 @@ def _consecutive_absences(base: sa.CTE, period: Period, latest: list[tuple[int, 
 
 def _family_nurse(base: sa.CTE, period: Period, wanted: Collection[str]) -> sa.Select[Any]:
     used = _used(wanted, "nurse_visits", "nurse_visits_emotional")
-    windows = _school_windows(period, used)
+    windows = school_windows(period, used)
     n = _nurse.c
     visits = (
         sa.select(
@@ -431,7 +431,7 @@ def _family_nurse(base: sa.CTE, period: Period, wanted: Collection[str]) -> sa.S
 
 def _family_mood(base: sa.CTE, period: Period, wanted: Collection[str]) -> sa.Select[Any]:
     used = _used(wanted, "mood_checkin_days", "mood_low_days", "mood_thunder_days")
-    windows = _school_windows(period, used)
+    windows = school_windows(period, used)
     m = _mood.c
     picks = {
         "checkin": sa.true(),
@@ -499,7 +499,7 @@ def _family_learning(base: sa.CTE, period: Period, wanted: Collection[str]) -> s
     s = _assignment.c
     missed = sa.or_(s.submitted_at.is_(None), s.submitted_at > s.due_at)
     due_windows = _used(wanted, "assignments_missed", "assignment_submission_rate")
-    windows = _school_windows(period, due_windows)
+    windows = school_windows(period, due_windows)
     columns: list[sa.ColumnElement[Any]] = []
     query = sa.select(base.c.id).select_from(base)
     if week_columns:
@@ -737,7 +737,7 @@ def _family_observations(base: sa.CTE, period: Period, wanted: Collection[str]) 
     """日常所見 per child, category and window, by the day observed: zero when the child was
     enrolled for the whole window and nobody recorded one."""
     used = _used(wanted, *OBSERVATION_STEMS)
-    windows = _school_windows(period, used)
+    windows = school_windows(period, used)
     o = _observation.c
     wanted_counts = [
         (stem, category, w)

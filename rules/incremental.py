@@ -68,6 +68,7 @@ from rules.compute import (
     OBSERVATION_STEMS,
     Period,
     features_on_one_connection,
+    school_windows,
     serial_queries,
     side_connection,
     tune_for_a_city,
@@ -712,19 +713,22 @@ def _rest(session: Session, rules: Collection[Rule], bounds: Bounds) -> set[int]
             _alert.c.closed_at >= since - timedelta(days=QUIET_DAYS + 1),
         )
     )
-    # Windows whose start passes a child's enrolment date: unknown becomes known.
-    for window in _ROLLING:
-        first_day = (
-            sa.select(_school_day.c.school_id, sa.func.min(_school_day.c.day).label("day"))
-            .where(_school_day.c.day >= now.start(window), _school_day.c.day <= as_of)
-            .group_by(_school_day.c.school_id)
-            .subquery()
+    # Windows whose start passes a child's enrolment date: unknown becomes known. (One query
+    # for the four windows: one each read the roster four times, 0.46 s on SQLite.)
+    windows = school_windows(now, _ROLLING)
+    enrolled_on = _student.c.enrolled_on
+    ids(
+        sa.select(_student.c.id)
+        .join(windows, windows.c.school_id == _student.c.school_id)
+        .where(
+            sa.or_(
+                *(
+                    sa.and_(enrolled_on > last.start(w), enrolled_on <= windows.c[f"first_{w.value}"])
+                    for w in _ROLLING
+                )
+            )
         )
-        ids(
-            sa.select(_student.c.id)
-            .join(first_day, first_day.c.school_id == _student.c.school_id)
-            .where(_student.c.enrolled_on > last.start(window), _student.c.enrolled_on <= first_day.c.day)
-        )
+    )
     ids(sa.select(_student.c.id).where(_student.c.enrolled_on.between(last_as_of + timedelta(days=1), as_of)))
     # Consent given, changed or stopped since the last run.
     found.update(policy.students_with_consent_changes(session=session, since=since))
