@@ -194,7 +194,12 @@ _MARKS_READ: dict[str, tuple[str, ...]] = {
 
 
 def _family_attendance(
-    base: sa.CTE, period: Period, wanted: Collection[str], latest: list[tuple[int, date]]
+    base: sa.CTE,
+    period: Period,
+    wanted: Collection[str],
+    latest: list[tuple[int, date]],
+    *,
+    scan_per_window: bool = False,
 ) -> sa.Select[Any]:
     used = _used(wanted, *_MARKS_READ)
     windows = school_windows(period, used)
@@ -206,37 +211,55 @@ def _family_attendance(
         "early": a.mark == AttendanceMark.early_leave,
         "care": sa.and_(a.mark == AttendanceMark.absent, a.reason == AttendanceReason.family_care),
     }
-    # Only the counts the wanted features read: each is an expression per mark of the year, and
-    # every kind in every window was 20 where the catalog reads 8. The day is compared first:
-    # SQLite reads a mark's reason from the table row (its index holds the rest), and then
-    # only for marks inside the window.
-    read = {
+    # Only the counts the wanted features read: each is an expression per mark read, and every
+    # kind in every window was 20 where the catalog reads 8.
+    read = [
         (kind, w)
-        for stem, kinds in _MARKS_READ.items()
         for w in used
-        if f"{stem}_{w.value}" in wanted
-        for kind in kinds
-    }
-    marks = (
-        sa.select(
-            a.student_id,
-            *[
-                _count_in(sa.and_(a.day >= period.start(w), condition)).label(f"{kind}_{w.value}")
-                for kind, condition in counts.items()
-                for w in used
-                if (kind, w) in read
-            ],
+        for kind in dict.fromkeys(
+            kind for stem, kinds in _MARKS_READ.items() if f"{stem}_{w.value}" in wanted for kind in kinds
         )
-        .join(base, base.c.id == a.student_id)
-        .where(a.day >= period.earliest(used), a.day <= period.as_of)
-        .group_by(a.student_id)
-        .cte("marks")
-    )
+    ]
+    # PostgreSQL reads a year of marks once and counts every window from it (its reading costs
+    # more than its counting: a scan per window was 1.9 s against 1.4 s for the 18,000 children
+    # of an incremental run at 250,000). SQLite evaluates each expression of each mark slowly and
+    # reads fast: each window's marks are counted on a scan of their own, with no day compared
+    # (2.6 s against 3.2 s). Where a window is counted on a longer one's scan, the day is compared
+    # first: SQLite reads a mark's reason from the table row (its index holds the rest), and then
+    # only for marks inside the window.
+    scans: dict[Window, list[tuple[str, Window]]] = {}
+    for kind, w in read:
+        scans.setdefault(w if scan_per_window else min(used, key=period.start), []).append((kind, w))
+    # Each child's marks by the (student, day) index, the children the outer loop: SQLite, which
+    # keeps no statistics, otherwise read a year of every child's marks by the day index to pick
+    # out an incremental run's few. A child without marks has counts of 0, as the coalesce below
+    # would make them.
+    marks: dict[tuple[str, Window], sa.ColumnElement[int]] = {}
+    joined: list[sa.CTE] = []
+    for scanned, pairs in scans.items():
+        start = period.start(scanned)
+
+        def counted(kind: str, w: Window, start: date = start) -> sa.ColumnElement[bool]:
+            inside = period.start(w)
+            return counts[kind] if inside <= start else sa.and_(a.day >= inside, counts[kind])
+
+        scan = (
+            sa.select(
+                base.c.id.label("student_id"),
+                *[_count_in(counted(kind, w)).label(f"{kind}_{w.value}") for kind, w in pairs],
+            )
+            .select_from(base)
+            .outerjoin(_attendance, sa.and_(a.student_id == base.c.id, a.day >= start, a.day <= period.as_of))
+            .group_by(base.c.id)
+            .cte(f"marks_{scanned.value}")
+        )
+        joined.append(scan)
+        marks.update({(kind, w): scan.c[f"{kind}_{w.value}"] for kind, w in pairs})
     columns: list[sa.ColumnElement[Any]] = []
     for w in used:
 
         def count(kind: str, w: Window = w) -> sa.ColumnElement[int]:
-            return sa.func.coalesce(marks.c[f"{kind}_{w.value}"], 0)
+            return sa.func.coalesce(marks[(kind, w)], 0)
 
         covered = _covered(base, windows, period, w)
         school_days = sa.func.coalesce(windows.c[f"days_{w.value}"], 0)
@@ -249,8 +272,9 @@ def _family_attendance(
         sa.select(base.c.id, *columns)
         .select_from(base)
         .outerjoin(windows, windows.c.school_id == base.c.school_id)
-        .outerjoin(marks, marks.c.student_id == base.c.id)
     )
+    for scan in joined:
+        query = query.outerjoin(scan, scan.c.student_id == base.c.id)
     if "consecutive_absence_days" in wanted:
         run = _consecutive_absences(base, period, latest)
         # Before a transfer student's first day here, attendance is unknown, not present.
@@ -1055,7 +1079,8 @@ def _family(
     names = set(query.names)
     if query.family is Family.attendance:
         latest = _latest_school_days(connection, period) if "consecutive_absence_days" in names else []
-        select = _family_attendance(base, period, names, latest)
+        scan_per_window = connection.dialect.name == "sqlite"
+        select = _family_attendance(base, period, names, latest, scan_per_window=scan_per_window)
     else:
         select = _FAMILIES[query.family](base, period, names)
     result = connection.execute(select)
