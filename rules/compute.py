@@ -653,32 +653,27 @@ def _family_fees(base: sa.CTE, period: Period, wanted: Collection[str]) -> sa.Se
 
 
 def _flag(value: sa.ColumnElement[Any]) -> sa.ColumnElement[int]:
-    return sa.case((value.is_(True), 1), (value.is_(False), 0), else_=sa.null())
+    """A boolean as 1 or 0, NULL (unknown) as NULL: a cast, so VALUE (a correlated subquery) is
+    evaluated once."""
+    return sa.cast(value, sa.Integer)
 
 
-def _latest(
-    base: sa.CTE,
-    table: sa.Table,
-    as_of: date,
-    keys: Collection[str],
-    values: Collection[str],
-    only: sa.ColumnElement[bool] | None = None,
-) -> sa.Subquery:
-    """Each child's (per KEYS) row with the newest as_of on or before the day, with its VALUES:
-    numbered newest first in one pass over the child's rows, rather than a self-join on the
-    newest date. Only these columns are read, which the natural key's index holds (INCLUDE on
-    PostgreSQL): the child's rows are read from the index alone."""
-    keyed = [table.c.student_id, *[table.c[k] for k in keys]]
-    newest_first = (
-        sa.func.row_number().over(partition_by=keyed, order_by=table.c.as_of.desc()).label("newest_first")
+def _newest(base: sa.CTE, table: sa.Table, as_of: date, value: str, **keys: str) -> sa.ScalarSelect[Any]:
+    """VALUE in the child's newest row of TABLE (with KEYS) on or before the day: one probe of
+    the natural key's index per child, newest first (it holds VALUE too: INCLUDE on PostgreSQL).
+    Numbering every child's rows newest first sorted them all, 0.76 s of an incremental run's
+    18,000 children on SQLite."""
+    return (
+        sa.select(table.c[value])
+        .where(
+            table.c.student_id == base.c.id,
+            *[table.c[key] == wanted for key, wanted in keys.items()],
+            table.c.as_of <= as_of,
+        )
+        .order_by(table.c.as_of.desc())
+        .limit(1)
+        .scalar_subquery()
     )
-    numbered = (
-        sa.select(*keyed, *[table.c[v] for v in values], newest_first)
-        .join(base, base.c.id == table.c.student_id)
-        .where(table.c.as_of <= as_of, sa.true() if only is None else only)
-        .subquery()
-    )
-    return sa.select(numbered).where(numbered.c.newest_first == 1).subquery()
 
 
 _BENEFIT_FEATURES = {
@@ -690,28 +685,13 @@ _BENEFIT_FEATURES = {
 
 def _family_status(base: sa.CTE, period: Period, wanted: Collection[str]) -> sa.Select[Any]:
     query = sa.select(base.c.id).select_from(base)
-    benefit_names = [name for name in _BENEFIT_FEATURES if name in wanted]
-    if benefit_names:
-        kinds = [_BENEFIT_FEATURES[name] for name in benefit_names]
-        latest = _latest(
-            base, _benefit, period.as_of, ["benefit"], ["receiving"], only=_benefit.c.benefit.in_(kinds)
-        )
-        benefits = (
-            sa.select(
-                latest.c.student_id,
-                *[
-                    sa.func.max(
-                        sa.case((latest.c.benefit == _BENEFIT_FEATURES[name], _flag(latest.c.receiving)))
-                    ).label(name)
-                    for name in benefit_names
-                ],
-            )
-            .group_by(latest.c.student_id)
-            .subquery("benefits")
-        )
-        query = query.outerjoin(benefits, benefits.c.student_id == base.c.id).add_columns(
-            *[benefits.c[name] for name in benefit_names]
-        )
+    query = query.add_columns(
+        *[
+            _flag(_newest(base, _benefit, period.as_of, "receiving", benefit=benefit)).label(name)
+            for name, benefit in _BENEFIT_FEATURES.items()
+            if name in wanted
+        ]
+    )
     if "school_aid_approved" in wanted:
         aid = (
             sa.select(
@@ -727,26 +707,17 @@ def _family_status(base: sa.CTE, period: Period, wanted: Collection[str]) -> sa.
             .subquery("aid")
         )
         query = query.outerjoin(aid, aid.c.student_id == base.c.id).add_columns(aid.c.school_aid_approved)
-    household_names = [
-        name for name in ("single_parent_household", "household_member_needing_care") if name in wanted
-    ]
-    if household_names:
-        home = _latest(base, _household, period.as_of, [], ["single_parent", "member_needing_care"])
-        source = {
-            "single_parent_household": home.c.single_parent,
-            "household_member_needing_care": home.c.member_needing_care,
-        }
-        # Grouped (one row per child) so both databases join it by key, not by a nested scan.
-        household = (
-            sa.select(
-                home.c.student_id, *[sa.func.max(_flag(source[name])).label(name) for name in household_names]
-            )
-            .group_by(home.c.student_id)
-            .subquery("household")
-        )
-        query = query.outerjoin(household, household.c.student_id == base.c.id).add_columns(
-            *[household.c[name] for name in household_names]
-        )
+    household = {
+        "single_parent_household": "single_parent",
+        "household_member_needing_care": "member_needing_care",
+    }
+    query = query.add_columns(
+        *[
+            _flag(_newest(base, _household, period.as_of, column)).label(name)
+            for name, column in household.items()
+            if name in wanted
+        ]
+    )
     return query.order_by(base.c.id)
 
 
