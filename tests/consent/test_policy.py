@@ -13,6 +13,7 @@ from app.audit import service as audit
 from app.audit.actors import Actor, ActorKind
 from app.core import db
 from app.core.types import utcnow
+from app.roster.models import Student
 from consent import dashboard, policy
 from consent import service as consent_service
 from consent.models import GrantEventKind, GrantStatus
@@ -123,6 +124,19 @@ def test_partner_grants_and_municipal_grants_do_not_cover_each_other(session: Se
     assert (
         _authorize(session, partner_grant.student_id, ATTENDANCE, actor=partner).grant_id == partner_grant.id
     )
+    # Asked for many children at once, each sees only its own grants, also for a child with both.
+    child = session.get(Student, municipal.student_id)
+    both = make_grant(session, student=child)
+    partner_too = make_grant(session, student=child, client=client)
+    children = [municipal.student_id, partner_grant.student_id]
+    for actor, expected in (
+        (partner, {municipal.student_id: partner_too.id, partner_grant.student_id: partner_grant.id}),
+        (SCREENING, {municipal.student_id: both.id}),
+    ):
+        allowed = policy.authorize_many(
+            session=session, actor=actor, scopes=[ATTENDANCE], purpose=EARLY, student_ids=children
+        )
+        assert {child: scopes[ATTENDANCE] for child, scopes in allowed.items()} == expected
     client.is_active = False
     session.add(client)
     session.flush()
