@@ -224,7 +224,7 @@ def _family_attendance(
     # more than its counting: a scan per window was 1.9 s against 1.4 s for the 18,000 children
     # of an incremental run at 250,000). SQLite evaluates each expression of each mark slowly and
     # reads fast: each window's marks are counted on a scan of their own, with no day compared
-    # (2.6 s against 3.2 s). Where a window is counted on a longer one's scan, the day is compared
+    # (2.3 s against 3.2 s). Where a window is counted on a longer one's scan, the day is compared
     # first: SQLite reads a mark's reason from the table row (its index holds the rest), and then
     # only for marks inside the window.
     scans: dict[Window, list[tuple[str, Window]]] = {}

@@ -444,8 +444,8 @@ class Bounds:
 
     def _latest_school_days(self, days: int) -> dict[int, frozenset[date]]:
         """Each school's DAYS latest school days on or before the as-of day (fewer if it has
-        had fewer). Read from the last two months, where every school has had them but after a
-        long break; such a school's days are then read back to its first."""
+        had fewer). Read from the last two months, which hold them for every school unless it
+        has just had a longer break; such a school's days are then read back to its first."""
         if days not in self._recent:
             day, school = _school_day.c.day, _school_day.c.school_id
             latest: dict[int, list[date]] = {}

@@ -1,4 +1,5 @@
-"""Bulk insert of rows given column by column: the fastest path each database offers.
+"""Bulk insert of rows given column by column: the fastest path each database offers (and, on
+SQLite, any one statement executed for many rows by the driver: `execute_many`).
 
 SQLite: one `executemany` on the raw DBAPI connection inside the caller's transaction (the
 statement is compiled once and every row is a bind, no ORM objects). PostgreSQL: `COPY … FROM
@@ -62,12 +63,8 @@ def insert(
     target = preparer.format_table(sa_table)
     column_list = ", ".join(preparer.quote(name) for name in names)
     placeholders = ", ".join("?" for _ in names)
-    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        statement = f"INSERT INTO {target} ({column_list}) VALUES ({placeholders})"  # noqa: S608 - names from the model
-        cursor.executemany(statement, rows)
-    finally:
-        cursor.close()
+    statement = f"INSERT INTO {target} ({column_list}) VALUES ({placeholders})"  # noqa: S608 - names from the model
+    _driver_executemany(connection, statement, rows)
     return count
 
 
@@ -110,9 +107,14 @@ def execute_many(
     parameters = [
         tuple(fixed[name] if name in fixed else made(name, row[name]) for name in order) for row in rows
     ]
+    _driver_executemany(connection, str(compiled), parameters)
+
+
+def _driver_executemany(connection: Connection, statement: str, rows: Iterable[Sequence[Any]]) -> None:
+    """SQLite: STATEMENT for every one of ROWS by the driver itself, in the connection's transaction."""
     cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
-        cursor.executemany(str(compiled), parameters)
+        cursor.executemany(statement, rows)
     finally:
         cursor.close()
 
