@@ -13,7 +13,6 @@ when no rule fires any more the evidence is cleared, but the status stays where 
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
 import operator
@@ -37,7 +36,7 @@ from sqlmodel import Session, select
 
 from app.core import bulk
 from app.core.collector import fewer_collections
-from app.core.db import ids_in, joined_ids, one_of
+from app.core.db import beside_database, ids_in, joined_ids, one_of
 from app.core.types import utcnow
 from consent import policy
 from consent.scopes import Purpose, Scope
@@ -942,8 +941,8 @@ def one_run_at_a_time(bind: sa.Engine | sa.Connection) -> Iterator[None]:
     compared the same alerts, and one of them failed on the open-alert index after all its
     work. PostgreSQL: a session advisory lock on a connection of its own (released if the
     process dies). SQLite, whose write lock lasts one transaction and a run has three: a lock
-    on a file beside the database, as `app.core.db.SQLiteWriterTurn` takes (flock, released if
-    the process dies). An in-memory database has one process, and one run."""
+    on a file beside the database (`app.core.db.beside_database`, released if the process
+    dies). An in-memory database has one process, and one run."""
     engine = bind.engine if isinstance(bind, sa.Connection) else bind
     if engine.dialect.name == "postgresql":
         with engine.connect() as connection:
@@ -961,15 +960,12 @@ def one_run_at_a_time(bind: sa.Engine | sa.Connection) -> Iterator[None]:
     if database in (None, "", ":memory:"):
         yield
         return
-    with open(f"{database}-screening", "a", encoding="utf-8") as lock:
+    with ExitStack() as held:
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held.enter_context(beside_database(database, "screening", wait=False))
         except BlockingIOError as exc:
             raise ScreeningBusy from exc
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+        yield
 
 
 @fewer_collections()

@@ -72,9 +72,18 @@ class SQLiteWriterTurn:
             if database is None:  # in memory: one process
                 yield
                 return
-            with (database.parent / f"{database.name}-writers").open("a") as lock_file:
-                fcntl.flock(lock_file, fcntl.LOCK_EX)  # given back when the file closes
+            with beside_database(str(database), "writers", wait=True):
                 yield
+
+
+@contextmanager
+def beside_database(database: str, name: str, *, wait: bool) -> Iterator[None]:
+    """A lock between processes on a file beside the SQLite DATABASE (`<database>-NAME`), held
+    for the block: an flock, given back when the file closes, also if the process dies. WAIT
+    for it, or raise BlockingIOError at once while another holds it."""
+    with open(f"{database}-{name}", "a", encoding="utf-8") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        yield
 
 
 def make_engine(url: str) -> Engine:
