@@ -824,7 +824,7 @@ def compute_features(
     """The named features of every child enrolled on AS_OF, or of STUDENT_IDS among them.
 
     Given STUDENT_IDS (the children consent allows), every family query joins a temporary
-    table of them, so no other child's rows are read, at any scale, without a long IN list.
+    table of them, so no other child's rows are read, at any scale, and the ids are sent once.
     Given GRANTED as well (per scope, the children whose families granted it), each feature is
     read only for the children granted its scope and is unknown (NaN) for the rest: data held
     under another purpose's grant is not read for this one. A staff-record feature (scope
@@ -939,7 +939,7 @@ def _children_table(connection: sa.Connection, period: Period, ids: list[int]) -
     )
     children.create(connection)
     try:
-        # One statement for all the ids on PostgreSQL, IN lists on SQLite (`one_of`).
+        # One statement for all the ids, given as one parameter (`one_of`).
         for among in one_of(connection.dialect, _student.c.id, ids):
             connection.execute(children.insert().from_select(list(children.c), _roster(period).where(among)))
         if connection.dialect.name == "postgresql":

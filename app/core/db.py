@@ -144,23 +144,23 @@ def get_session() -> Iterator[Session]:
         yield session
 
 
-_IN_LIST = 5_000  # SQLite: ids per IN list, under its bound-parameter limit
-
-
 def one_of(
     dialect: sa.Dialect, column: sa.ColumnElement[int], ids: Sequence[int]
 ) -> list[sa.ColumnElement[bool]]:
-    """Conditions that together select the rows whose COLUMN is one of IDS: one query each.
+    """The condition that selects the rows whose COLUMN is one of IDS, as a list: empty for no
+    ids, so that a caller looping over it asks no query.
 
-    PostgreSQL: a single `= ANY(array)`, one parameter for every id. IN lists of 5,000 literals
-    cost more to render (SQLAlchemy) and to parse (psycopg) than their queries took to run: 1.8
-    of an incremental screening run's 22 s at 250,000 children. SQLite: IN lists under its
-    bound-parameter limit. No ids: no condition, so no query."""
+    The ids travel as one parameter. PostgreSQL: `= ANY(array)`. SQLite: `IN` the
+    values of a JSON array (`json_each`), which it searches by COLUMN's index as it does a list
+    of literals. IN lists of literals cost more to render, one bound name per id (SQLAlchemy),
+    than their queries took to run: on PostgreSQL 1.8 of an incremental screening run's 22 s at
+    250,000 children; on SQLite, in lists of 5,000, 0.19 s of the 4.2 s."""
     if not ids:
         return []
     if dialect.name == "postgresql":
         return [column == sa.any_(sa.literal(list(ids), ARRAY(sa.Integer)))]
-    return [column.in_(ids[start : start + _IN_LIST]) for start in range(0, len(ids), _IN_LIST)]
+    listed = sa.literal(orjson.dumps(list(ids)).decode(), sa.String)
+    return [column.in_(sa.select(sa.column("value")).select_from(sa.func.json_each(listed)))]
 
 
 def joined_ids(column: sa.ColumnElement[int]) -> sa.ColumnElement[str]:

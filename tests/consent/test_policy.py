@@ -11,7 +11,6 @@ from sqlmodel import Session
 
 from app.audit import service as audit
 from app.audit.actors import Actor, ActorKind
-from app.core import db
 from app.core.types import utcnow
 from app.roster.models import Student
 from consent import dashboard, policy
@@ -166,10 +165,7 @@ def test_student_objection_stops_use_for_that_purpose_only(session: Session) -> 
     )
 
 
-def test_authorize_many_returns_allowed_scopes_and_records_each_use(
-    session: Session, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(db, "_IN_LIST", 2)  # exercise SQLite's chunked IN lists
+def test_authorize_many_returns_allowed_scopes_and_records_each_use(session: Session) -> None:
     both = make_grant(session, scopes=[ATTENDANCE, MOOD])
     only_mood = make_grant(session, scopes=[MOOD, GRADES])
     other_purpose = make_grant(session, purposes=[INFO])
