@@ -53,6 +53,8 @@ cli.add_typer(screen_cli, name="screen")
 cli.add_typer(notify_cli, name="notify")
 
 OPENAPI_PATH = Path(__file__).resolve().parents[1] / "openapi" / "openapi.json"
+# The planted ground truth, written by `tsunagu seed` and by the demo's first start.
+LABELS = Path("var/labels.json")
 
 
 @db_cli.command("upgrade")
@@ -92,7 +94,7 @@ def seed(
     ] = False,
     labels: Annotated[
         Path, typer.Option(help="正解ラベルの出力先 / where to write ground-truth labels")
-    ] = Path("var/labels.json"),
+    ] = LABELS,
 ) -> None:
     """デモデータを作る / Seed a fictional municipality with a school year of records."""
     from app.world.loader import load_world
@@ -144,7 +146,16 @@ def run(
     if first_day:
         console.print("デモデータを作成しています / seeding the demo world …")
         # Roster, guardians and staff only: the records come in through consented sync below.
-        load_world(engine, students=students, seed=DEMO_SEED, force=False, progress=True, records=False)
+        # The planted ground truth as `tsunagu seed` writes it, for `tsunagu screen backtest`.
+        load_world(
+            engine,
+            students=students,
+            seed=DEMO_SEED,
+            force=False,
+            progress=True,
+            records=False,
+            labels_path=LABELS,
+        )
     if get_settings().mode is Mode.demo:
         with session_scope(engine) as session:
             staff_accounts.seed_demo_accounts(session=session)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from app.core.config import get_settings
+from app.core.db import get_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,3 +69,40 @@ def test_db_check_and_upgrade(empty_database_url: str) -> None:
     after = _tsunagu("db", "check", env=env)
     assert after.returncode == 0, after.stderr
     assert _tsunagu("db", "downgrade", "base", env=env).returncode == 0
+
+
+class _NoProcess:
+    def terminate(self) -> None:
+        pass
+
+
+def test_the_demo_writes_its_ground_truth_for_the_backtest(
+    empty_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make run` seeds the demo; `tsunagu screen backtest --labels var/labels.json` (README)
+    then has the labels to measure against, as after `tsunagu seed`."""
+    from app import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TSUNAGU_DATABASE_URL", empty_database_url)
+    # What run() sets for the stand-ins (with setdefault), set here so that it is undone after.
+    monkeypatch.setenv("TSUNAGU_DEMO_STUDENTS", "600")
+    monkeypatch.setenv("TSUNAGU_DEMO_SEED", str(cli.DEMO_SEED))
+    monkeypatch.setenv("TSUNAGU_NOTIFY_TEST_RECIPIENT", cli.DEMO_TEST_PHONE)
+    get_settings.cache_clear()
+    get_engine.cache_clear()
+    # The stand-ins, the first sync through them, the worker and the server are not this test's.
+    monkeypatch.setattr(cli, "_start_stand_ins", lambda host: [])
+    monkeypatch.setattr(cli, "_first_sync", lambda engine: None)
+    monkeypatch.setattr(cli, "_spawn", lambda *args, **kwargs: _NoProcess())
+    monkeypatch.setattr(cli, "_children", [])
+    monkeypatch.setattr(cli, "serve", lambda **kwargs: None)
+    try:
+        cli.run(host="127.0.0.1", port=8000, students=600)
+    finally:
+        get_engine().dispose()
+        get_settings.cache_clear()
+        get_engine.cache_clear()
+
+    written = json.loads((tmp_path / "var" / "labels.json").read_text(encoding="utf-8"))
+    assert written["labels"] and {"student_id", "category"} <= written["labels"][0].keys()
