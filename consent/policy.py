@@ -32,7 +32,7 @@ from sqlmodel import Session
 from app.audit import service as audit
 from app.audit.actors import Actor, ActorKind
 from app.audit.models import Outcome
-from app.core.db import one_of
+from app.core.db import one_of, one_of_or_all
 from app.core.types import utcnow
 from consent.models import (
     Client,
@@ -343,17 +343,15 @@ def snapshot(
         _objection.c.resolved_at.is_(None)
     )
     query = _PERMISSIONS.where(_recipient_clause(client_pk))
-    batches = [(query, open_objections_query)]
-    if student_ids is not None:
-        ids, dialect = sorted(set(student_ids)), session.get_bind().dialect
-        batches = [
-            (query.where(granted_to), open_objections_query.where(objecting))
-            for granted_to, objecting in zip(
-                one_of(dialect, _grant.c.student_id, ids),
-                one_of(dialect, _objection.c.student_id, ids),
-                strict=True,
-            )
-        ]
+    ids, dialect = None if student_ids is None else sorted(set(student_ids)), session.get_bind().dialect
+    batches = [
+        (query.where(granted_to), open_objections_query.where(objecting))
+        for granted_to, objecting in zip(
+            one_of_or_all(dialect, _grant.c.student_id, ids),
+            one_of_or_all(dialect, _objection.c.student_id, ids),
+            strict=True,
+        )
+    ]
     for permitted, objecting in batches:
         for row in session.execute(permitted):
             permissions.setdefault(row[0], []).append(_Permission(*row[1:]))
@@ -463,13 +461,10 @@ def authorize_many(
         )
         .group_by(_grant.c.student_id, _grant.c.id, _grant.c.client_id)
     )
-    dialect = session.get_bind().dialect
-    if student_ids is None:
-        batches = [query]
-    else:
-        batches = [
-            query.where(among) for among in one_of(dialect, _grant.c.student_id, sorted(set(student_ids)))
-        ]
+    ids = None if student_ids is None else sorted(set(student_ids))
+    batches = [
+        query.where(among) for among in one_of_or_all(session.get_bind().dialect, _grant.c.student_id, ids)
+    ]
     grants_of: dict[int, list[tuple[int, str]]] = {}
     for batch in batches:
         for student_id, grant_id, client_id, joined in session.execute(batch).all():

@@ -36,7 +36,7 @@ from sqlmodel import Session, select
 
 from app.core import bulk
 from app.core.collector import fewer_collections
-from app.core.db import beside_database, ids_in, joined_ids, one_of
+from app.core.db import beside_database, ids_in, joined_ids, one_of, one_of_or_all
 from app.core.types import utcnow
 from consent import policy
 from consent.scopes import Purpose, Scope
@@ -366,7 +366,7 @@ def read_standing(connection: sa.Connection, children: Collection[int] | None) -
     ids = None if children is None else sorted(set(children))
 
     def among(column: sa.ColumnElement[int]) -> list[sa.ColumnElement[bool]]:
-        return [sa.true()] if ids is None else one_of(connection.dialect, column, ids)
+        return one_of_or_all(connection.dialect, column, ids)
 
     c = _alert.c
     opened = sa.select(c.id, c.student_id, c.category, c.score, c.coverage).where(

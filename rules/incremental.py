@@ -42,7 +42,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from app.core.db import id_set, ids_in, joined_ids, one_of
+from app.core.db import id_set, ids_in, joined_ids, one_of, one_of_or_all
 from app.roster.models import SchoolDay, Student
 from app.sources.erasure import SOURCE_TABLES
 from app.sources.models import (
@@ -423,11 +423,7 @@ class Bounds:
                 a.day <= self.now.as_of,
             )
         )
-        batches = (
-            [query]
-            if among is None
-            else [query.where(only) for only in one_of(self.connection.dialect, a.student_id, among)]
-        )
+        batches = [query.where(only) for only in one_of_or_all(self.connection.dialect, a.student_id, among)]
         away: dict[int, set[date]] = {}
         absent: dict[int, set[date]] = {}
         for batch in batches:

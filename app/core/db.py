@@ -163,6 +163,14 @@ def one_of(
     return [column.in_(sa.select(sa.column("value")).select_from(sa.func.json_each(listed)))]
 
 
+def one_of_or_all(
+    dialect: sa.Dialect, column: sa.ColumnElement[int], ids: Sequence[int] | None
+) -> list[sa.ColumnElement[bool]]:
+    """`one_of`, or, when IDS is None (every row asked for, unlike an empty list), one
+    condition every row meets."""
+    return [sa.true()] if ids is None else one_of(dialect, column, ids)
+
+
 def joined_ids(column: sa.ColumnElement[int]) -> sa.ColumnElement[str]:
     """An aggregate of COLUMN's ids as one comma-separated text (`ids_in` reads it back): for
     tens of thousands of ids, a row object per id cost more than the query that found them."""
